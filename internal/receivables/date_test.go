@@ -1,0 +1,40 @@
+package receivables_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/incasso-io/incasso/internal/receivables"
+)
+
+func TestDate(t *testing.T) {
+	d := receivables.MustDate("2026-02-28")
+	if got := d.AddDays(1).String(); got != "2026-03-01" {
+		t.Errorf("AddDays: got %s", got)
+	}
+	if got := receivables.MustDate("2026-03-30").Sub(d); got != 30 {
+		t.Errorf("Sub across DST: got %d, want 30", got)
+	}
+	if _, err := receivables.ParseDate("2026-02-29"); err == nil {
+		t.Error("accepted 2026-02-29")
+	}
+	start := receivables.MustDate("2026-03-29").In(receivables.Rome) // DST starts that night
+	if start.UTC().Hour() != 23 {
+		t.Errorf("midnight in Rome: got %v", start.UTC())
+	}
+	b, _ := json.Marshal(struct {
+		D receivables.Date `json:"d"`
+		Z receivables.Date `json:"z,omitzero"`
+	}{D: d})
+	if string(b) != `{"d":"2026-02-28"}` {
+		t.Errorf("json: %s", b)
+	}
+	var back struct{ D receivables.Date }
+	if err := json.Unmarshal([]byte(`{"D":"2026-12-31"}`), &back); err != nil || back.D != receivables.MustDate("2026-12-31") {
+		t.Errorf("unmarshal: %v %v", back, err)
+	}
+	if receivables.DateIn(time.Date(2026, 6, 30, 22, 30, 0, 0, time.UTC), receivables.Rome) != receivables.MustDate("2026-07-01") {
+		t.Error("DateIn Rome")
+	}
+}

@@ -1,0 +1,83 @@
+package receivables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+)
+
+// Errors the use cases branch on. Adapters wrap them.
+var (
+	// ErrNotFound: the document does not exist at the source (deleted or
+	// never existed).
+	ErrNotFound = errors.New("receivables: not found")
+	// ErrConflict: a compare-and-set write lost against a concurrent one;
+	// re-read and retry.
+	ErrConflict = errors.New("receivables: conflicting write")
+	// ErrQuotaExhausted: the source's quota is used up; see QuotaError.
+	ErrQuotaExhausted = errors.New("receivables: source quota exhausted")
+)
+
+// QuotaError says when the source may be asked again.
+type QuotaError struct {
+	ResetAt time.Time
+	Err     error
+}
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("quota exhausted until %s: %v", e.ResetAt.UTC().Format(time.RFC3339), e.Err)
+}
+
+// Unwrap exposes ErrQuotaExhausted and the cause.
+func (e *QuotaError) Unwrap() []error { return []error{ErrQuotaExhausted, e.Err} }
+
+// Page is one page of a source scan. Errors are documents of the page that
+// could not be read; the scan is not complete if any page has some.
+type Page struct {
+	Number   int
+	LastPage int
+	Invoices []Invoice
+	Errors   []error
+}
+
+// InvoiceSource is Fatture in Cloud as the poller needs it, in domain terms.
+// Implementations are safe for concurrent use.
+type InvoiceSource interface {
+	// Pages streams every document of a kind, one page at a time, sorted by
+	// id. Iteration stops at the first error, which is yielded.
+	Pages(ctx context.Context, companyID int64, kind Kind) iter.Seq2[Page, error]
+	// Invoice fetches one document. Returns ErrNotFound if it does not exist.
+	Invoice(ctx context.Context, companyID, id int64) (Invoice, error)
+	// Bin returns the ids of the documents in the company's bin.
+	Bin(ctx context.Context, companyID int64) ([]int64, error)
+}
+
+// SnapshotStore keeps the last seen state of every document. Revisions make
+// writes compare-and-set. Implementations are safe for concurrent use.
+type SnapshotStore interface {
+	// Get returns the snapshot and its revision; rev 0 means none stored.
+	Get(ctx context.Context, companyID, id int64) (Snapshot, uint64, error)
+	// Put stores s if the stored revision is still rev (0: must not exist)
+	// and returns the new revision. Returns ErrConflict otherwise.
+	Put(ctx context.Context, companyID, id int64, s Snapshot, rev uint64) (uint64, error)
+	// Delete removes the snapshot if its revision is still rev (after the
+	// deletion was announced). Returns ErrConflict otherwise.
+	Delete(ctx context.Context, companyID, id int64, rev uint64) error
+	// IDs returns the ids of every stored document of a company.
+	IDs(ctx context.Context, companyID int64) ([]int64, error)
+}
+
+// Publisher publishes transitions. Publish returns only once every change is
+// durably stored (or recognised as a duplicate of an earlier publish).
+type Publisher interface {
+	Publish(ctx context.Context, changes []Change) error
+}
+
+// Timers schedule durable wake-ups for time-based events.
+type Timers interface {
+	// Schedule asks for Fire(companyID, id) at instant at, replacing any
+	// earlier schedule of the document. A zero at cancels it.
+	Schedule(ctx context.Context, companyID, id int64, at time.Time) error
+}

@@ -1,0 +1,216 @@
+package ficsim
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type ctxKey struct{}
+
+// authInfo is who a request authenticated as.
+type authInfo struct {
+	token  string
+	manual bool
+	scopes map[string]bool
+}
+
+func authFrom(r *http.Request) *authInfo {
+	a, _ := r.Context().Value(ctxKey{}).(*authInfo)
+	if a == nil {
+		return &authInfo{}
+	}
+	return a
+}
+
+// canAccess: the manual token and every OAuth token reach every company
+// (the sandbox's single user owns them all).
+func (a *authInfo) canAccess(int64) bool { return a.token != "" }
+
+// hasScope: ":a" implies ":r".
+func (a *authInfo) hasScope(scope string) bool {
+	if a.manual {
+		return true
+	}
+	if a.scopes[scope] {
+		return true
+	}
+	if base, ok := strings.CutSuffix(scope, ":r"); ok {
+		return a.scopes[base+":a"]
+	}
+	return false
+}
+
+func (s *Server) authenticate(r *http.Request) (*authInfo, bool) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return nil, false
+	}
+	if tok == s.cfg.Token {
+		return &authInfo{token: tok, manual: true}, true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.oauth.access[tok]
+	if !ok || !s.nowLocked().Before(at.expires) {
+		return nil, false
+	}
+	return &authInfo{token: tok, scopes: at.scopes}, true
+}
+
+// apiMiddleware applies, in FIC's order: authentication (401), company
+// access and scopes (403), quotas (429 short-term, 403 + Retry-After
+// long-term, RateLimit-* headers), request counting, then injected faults.
+func (s *Server) apiMiddleware(endpoint string, scope scopeFunc, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth, ok := s.authenticate(r)
+		if !ok {
+			writeError(w, http.StatusUnauthorized, "", "Unauthenticated.")
+			return
+		}
+		var cid int64
+		if r.PathValue("cid") != "" {
+			id, ok := pathInt(r, "cid")
+			s.mu.Lock()
+			_, exists := s.comps[id]
+			s.mu.Unlock()
+			if !ok || !exists || !auth.canAccess(id) {
+				writeError(w, http.StatusForbidden, "NO_PERMISSION", "You do not have access to this company.")
+				return
+			}
+			cid = id
+		}
+		if scope != nil {
+			need := scope(r)
+			okScope := len(need) == 0
+			for _, sc := range need {
+				if auth.hasScope(sc) {
+					okScope = true
+				}
+			}
+			if !okScope {
+				writeError(w, http.StatusForbidden, "NO_PERMISSION", "The access token does not have the required scope: "+strings.Join(need, " or "))
+				return
+			}
+		}
+		s.count(cid, endpoint)
+		if cid != 0 {
+			if !s.consumeQuota(w, cid) {
+				return
+			}
+		}
+		if s.injectFault(w, r) {
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, auth)))
+	})
+}
+
+func (s *Server) count(cid int64, endpoint string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.stats[cid]
+	if m == nil {
+		m = map[string]int{}
+		s.stats[cid] = m
+	}
+	m[endpoint]++
+}
+
+// Faults are injected into FIC API responses (not OAuth, not /_sim/).
+// Ratios are probabilities in [0,1] drawn from the seeded generator.
+type Faults struct {
+	LatencyMS      int     `json:"latency_ms"`
+	ErrorRatio     float64 `json:"error_ratio"`     // 500/502/503
+	RateLimitRatio float64 `json:"ratelimit_ratio"` // 429 + Retry-After: 1
+	DropRatio      float64 `json:"drop_ratio"`      // connection closed without a response
+	MalformedRatio float64 `json:"malformed_ratio"` // 200 with invalid JSON
+	TruncateRatio  float64 `json:"truncate_ratio"`  // 200 whose body stops half way
+	// DuplicateWebhookRatio delivers a webhook twice (at-least-once).
+	DuplicateWebhookRatio float64 `json:"duplicate_webhook_ratio"`
+}
+
+func (s *Server) roll(p float64) bool {
+	if p <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rnd.Float64() < p
+}
+
+func (s *Server) currentFaults() Faults {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.faults
+}
+
+// injectFault handles the faults that replace the response entirely.
+func (s *Server) injectFault(w http.ResponseWriter, r *http.Request) bool {
+	f := s.currentFaults()
+	if f.LatencyMS > 0 {
+		select {
+		case <-time.After(time.Duration(f.LatencyMS) * time.Millisecond):
+		case <-r.Context().Done():
+			return true
+		}
+	}
+	switch {
+	case s.roll(f.DropRatio):
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				if tc, ok := conn.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0)
+				}
+				conn.Close()
+				return true
+			}
+		}
+		panic(http.ErrAbortHandler)
+	case s.roll(f.RateLimitRatio):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "", "Too Many Attempts.")
+		return true
+	case s.roll(f.ErrorRatio):
+		codes := []int{http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable}
+		s.mu.Lock()
+		c := codes[s.rnd.IntN(len(codes))]
+		s.mu.Unlock()
+		writeError(w, c, "", "Internal Server Error")
+		return true
+	}
+	return false
+}
+
+// writeAPI writes a 2xx API body, corrupting it when a body fault fires.
+func (s *Server) writeAPI(w http.ResponseWriter, _ *http.Request, v any) {
+	f := s.currentFaults()
+	switch {
+	case s.roll(f.MalformedRatio):
+		b, _ := json.Marshal(v)
+		// Valid JSON framing, wrong types inside: an amount that is not a number.
+		bad := strings.Replace(string(b), `"amount_gross":`, `"amount_gross":"12,50 EUR","x":`, 1)
+		if bad == string(b) {
+			bad = string(b[:len(b)/2]) + "}]"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(bad))
+	case s.roll(f.TruncateRatio):
+		b, _ := json.Marshal(v)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(b[:len(b)/2])
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
+		panic(http.ErrAbortHandler) // close the connection mid-body
+	default:
+		writeJSON(w, http.StatusOK, v)
+	}
+}

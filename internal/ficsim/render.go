@@ -1,0 +1,230 @@
+package ficsim
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/incasso-io/incasso/internal/fic/filter"
+)
+
+func num(d decimal.Decimal) json.Number { return json.Number(d.String()) }
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func renderEntity(c Client, full bool) map[string]any {
+	e := map[string]any{
+		"id": c.ID, "name": c.Name, "vat_number": c.VATNumber, "tax_code": c.TaxCode,
+		"address_street": c.Street, "address_postal_code": c.PostalCode, "address_city": c.City,
+		"address_province": c.Province, "address_extra": "", "country": c.Country,
+		"certified_email": c.PEC, "ei_code": c.EICode,
+	}
+	if full {
+		e["code"] = c.Code
+		e["type"] = c.Type
+		e["first_name"] = c.FirstName
+		e["last_name"] = c.LastName
+		e["country_iso"] = c.CountryISO
+		e["email"] = c.Email
+		e["phone"] = c.Phone
+	}
+	return e
+}
+
+// renderBasic is the default list fieldset, as in the spec's list example:
+// no payments_list, no timestamps.
+func renderBasic(d *Document) map[string]any {
+	return map[string]any{
+		"id": d.ID, "type": d.Type, "numeration": d.Numeration, "subject": d.Subject, "visible_subject": d.Subject,
+		"amount_net": num(d.Net), "amount_vat": num(d.VAT), "amount_gross": num(d.Gross), "amount_due_discount": 0,
+		"entity": renderEntity(d.Client, false), "date": d.Date, "number": d.Number,
+		"next_due_date": nullable(d.NextDueDate()), "url": fmt.Sprintf("doc%d.pdf", d.ID),
+		"items_list": nil, "payments_list": nil,
+	}
+}
+
+var languageNames = map[string]string{"it": "Italiano", "en": "English"}
+
+// renderDetailed is fieldset=detailed and the single GET.
+func renderDetailed(d *Document) map[string]any {
+	m := renderBasic(d)
+	y := 0
+	if len(d.Date) >= 4 {
+		fmt.Sscanf(d.Date[:4], "%d", &y)
+	}
+	m["year"] = y
+	m["entity"] = renderEntity(d.Client, true)
+	m["currency"] = map[string]any{"id": d.Currency, "exchange_rate": "1.00000", "symbol": "€"}
+	m["language"] = map[string]any{"code": d.Language, "name": languageNames[d.Language]}
+	m["amount_withholding_tax"] = num(d.Withholding)
+	m["amount_rivalsa"], m["amount_cassa"], m["amount_other_withholding_tax"], m["stamp_duty"] = 0, 0, 0, 0
+	m["use_split_payment"] = d.SplitPayment
+	m["use_gross_prices"] = false
+	m["e_invoice"] = d.EInvoice
+	m["ei_status"] = nullable(d.EIStatus)
+	if d.RefNumber != "" {
+		m["ei_data"] = map[string]any{"invoice_number": d.RefNumber, "invoice_date": d.RefDate}
+	}
+	m["is_marked"] = false
+	m["locked"] = false
+	m["notes"] = ""
+	m["seen_date"] = nil
+	m["created_at"] = d.CreatedAt.In(rome).Format(time.DateTime)
+	m["updated_at"] = d.UpdatedAt.In(rome).Format(time.DateTime)
+	pl := make([]map[string]any, len(d.Payments))
+	for i, p := range d.Payments {
+		pl[i] = map[string]any{
+			"id": p.ID, "amount": num(p.Amount), "due_date": p.DueDate, "status": p.Status,
+			"paid_date": nullable(p.PaidDate), "payment_terms": map[string]any{"days": 30, "type": "standard"},
+		}
+	}
+	m["payments_list"] = pl
+	m["items_list"] = []any{}
+	return m
+}
+
+// renderer picks the projection for fieldset/fields. list selects the list
+// default (basic); a single GET defaults to detailed.
+func renderer(fieldset, fields string, list bool) (func(*Document) map[string]any, error) {
+	if fields != "" {
+		want := map[string]bool{"id": true}
+		for _, f := range strings.Split(fields, ",") {
+			want[strings.TrimSpace(f)] = true
+		}
+		return func(d *Document) map[string]any {
+			full := renderDetailed(d)
+			out := make(map[string]any, len(want))
+			for k := range want {
+				if v, ok := full[k]; ok {
+					out[k] = v
+				}
+			}
+			return out
+		}, nil
+	}
+	switch fieldset {
+	case "":
+		if list {
+			return renderBasic, nil
+		}
+		return renderDetailed, nil
+	case "basic":
+		return renderBasic, nil
+	case "detailed", "fic_view":
+		return renderDetailed, nil
+	}
+	return nil, fmt.Errorf("the selected fieldset %q is invalid", fieldset)
+}
+
+// docGetter exposes a document's filterable fields to filter.Eval.
+func docGetter(d *Document) func(string) (filter.Value, bool) {
+	return func(f string) (filter.Value, bool) {
+		switch f {
+		case "id":
+			return filter.Int(d.ID), true
+		case "type":
+			return filter.Str(d.Type), true
+		case "entity.id":
+			return filter.Int(d.Client.ID), true
+		case "entity.name":
+			return filter.Str(d.Client.Name), true
+		case "date":
+			return filter.Str(d.Date), true
+		case "number":
+			return filter.Int(int64(d.Number)), true
+		case "numeration":
+			return filter.Str(d.Numeration), true
+		case "amount_net":
+			return filter.Num(d.Net), true
+		case "amount_gross":
+			return filter.Num(d.Gross), true
+		case "next_due_date":
+			if n := d.NextDueDate(); n != "" {
+				return filter.Str(n), true
+			}
+			return filter.Null(), true
+		}
+		return filter.Value{}, false
+	}
+}
+
+type filterExpr = filter.Expr
+
+func (s *Server) parseFilter(q string) (filter.Expr, error) {
+	e, err := filter.Parse(q)
+	if err != nil {
+		return nil, err
+	}
+	if !s.cfg.LaxFilters {
+		for _, f := range filter.Fields(e) {
+			if !filterable[f] {
+				return nil, fmt.Errorf("field %q is not filterable", f)
+			}
+		}
+	}
+	return e, nil
+}
+
+type sortKey struct {
+	field string
+	desc  bool
+}
+
+func (s *Server) parseSort(v string) ([]sortKey, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var keys []sortKey
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		k := sortKey{field: strings.TrimPrefix(p, "-"), desc: strings.HasPrefix(p, "-")}
+		if !sortable[k.field] && !s.cfg.LaxFilters {
+			return nil, fmt.Errorf("the field %q is not sortable", k.field)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+func sortDocs(ds []*Document, keys []sortKey) {
+	slices.SortStableFunc(ds, func(a, b *Document) int {
+		for _, k := range keys {
+			var c int
+			switch k.field {
+			case "id":
+				c = cmp.Compare(a.ID, b.ID)
+			case "date":
+				c = strings.Compare(a.Date, b.Date)
+			case "number":
+				c = cmp.Compare(a.Number, b.Number)
+			case "numeration":
+				c = strings.Compare(a.Numeration, b.Numeration)
+			case "amount_net":
+				c = a.Net.Cmp(b.Net)
+			case "amount_gross":
+				c = a.Gross.Cmp(b.Gross)
+			case "next_due_date":
+				c = strings.Compare(a.NextDueDate(), b.NextDueDate())
+			case "entity.name":
+				c = strings.Compare(a.Client.Name, b.Client.Name)
+			}
+			if k.desc {
+				c = -c
+			}
+			if c != 0 {
+				return c
+			}
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+}

@@ -1,0 +1,605 @@
+package ficsim
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+type subscription struct {
+	ID         string
+	Sink       string
+	Verified   bool
+	Types      []string
+	Mapping    string // binary | structured
+	Method     string // header | query
+	Attempts   int    // verification attempts
+	FirstError time.Time
+}
+
+func (sub *subscription) render() map[string]any {
+	return map[string]any{
+		"id": sub.ID, "sink": sub.Sink, "verified": sub.Verified, "types": sub.Types,
+		"config": map[string]any{"mapping": sub.Mapping}, "verification_method": sub.Method,
+	}
+}
+
+// Delivery is one webhook delivery attempt, recorded for tests and demos.
+type Delivery struct {
+	Subscription string    `json:"subscription"`
+	CompanyID    int64     `json:"company_id"`
+	EventID      string    `json:"event_id"`
+	Type         string    `json:"type"`
+	IDs          []int64   `json:"ids"`
+	Attempt      int       `json:"attempt"`
+	Status       int       `json:"status"` // 0: network error
+	At           time.Time `json:"at"`
+}
+
+type webhooks struct {
+	s      *Server
+	client *http.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	seq    int
+	log    []Delivery
+	queues map[string]chan notification // per subscription, FIFO
+}
+
+type notification struct {
+	cid int64
+	sub string
+	typ string
+	ids []int64
+	id  string
+	at  time.Time
+	dup bool
+}
+
+func newWebhooks(s *Server) *webhooks {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &webhooks{s: s, ctx: ctx, cancel: cancel, queues: map[string]chan notification{},
+		client: &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse // 3xx is a non-retryable failure, not followed
+		}}}
+}
+
+func (wh *webhooks) close() {
+	wh.cancel()
+	wh.wg.Wait()
+}
+
+// Deliveries returns the delivery log.
+func (s *Server) Deliveries() []Delivery {
+	s.wh.mu.Lock()
+	defer s.wh.mu.Unlock()
+	return slices.Clone(s.wh.log)
+}
+
+func (wh *webhooks) record(d Delivery) {
+	wh.mu.Lock()
+	wh.log = append(wh.log, d)
+	if len(wh.log) > 100000 {
+		wh.log = wh.log[len(wh.log)-50000:]
+	}
+	wh.mu.Unlock()
+}
+
+func (wh *webhooks) nextEventID() string {
+	wh.mu.Lock()
+	wh.seq++
+	n := wh.seq
+	wh.mu.Unlock()
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	h := hex.EncodeToString(b)
+	return fmt.Sprintf("%d:%s-%s-%s-%s-%s", n, h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+}
+
+// sign makes the Authorization JWT FIC attaches to every webhook request.
+// Its iat/exp are wall-clock time even when the sandbox clock is shifted
+// (the shift is for business data; receivers check JWTs against real time).
+func (wh *webhooks) sign(jti, subject, sink string, _ time.Time) string {
+	now := time.Now()
+	claims := jwt.MapClaims{
+		"jti": jti, "iss": wh.s.cfg.Issuer, "sub": subject, "aud": []string{sink},
+		"iat": now.Unix(), "exp": now.Add(3 * time.Hour).Unix(), "aid": wh.s.cfg.AppID,
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(wh.s.cfg.WebhookKey)
+	if err != nil {
+		panic(err) // a valid P-256 key cannot fail to sign
+	}
+	return tok
+}
+
+// docEventType maps a document type and action to FIC's webhook type.
+func docEventType(docType, action string) string {
+	fam := "invoices"
+	if docType == "credit_note" {
+		fam = "credit_notes"
+	}
+	return "it.fattureincloud.webhooks.issued_documents." + fam + "." + action
+}
+
+// notify enqueues a change for every verified subscription of the company
+// that covers the type. Called with s.mu held.
+func (s *Server) notifyLocked(c *company, docType, action string, ids ...int64) {
+	typ := docEventType(docType, action)
+	for _, sub := range c.subs {
+		if !sub.Verified || !slices.Contains(sub.Types, typ) {
+			continue
+		}
+		n := notification{cid: c.ID, sub: sub.ID, typ: typ, ids: ids, id: s.wh.nextEventID(), at: s.nowLocked()}
+		s.wh.enqueue(n)
+		if s.faults.DuplicateWebhookRatio > 0 && s.rnd.Float64() < s.faults.DuplicateWebhookRatio {
+			n.dup = true
+			s.wh.enqueue(n)
+		}
+	}
+}
+
+func (wh *webhooks) enqueue(n notification) {
+	wh.mu.Lock()
+	q, ok := wh.queues[n.sub]
+	if !ok {
+		q = make(chan notification, 65536)
+		wh.queues[n.sub] = q
+		wh.wg.Add(1)
+		go wh.worker(q)
+	}
+	wh.mu.Unlock()
+	select {
+	case q <- n:
+	default: // queue full: FIC would drop too; record it
+		wh.record(Delivery{Subscription: n.sub, CompanyID: n.cid, EventID: n.id, Type: n.typ, IDs: n.ids, Status: -1, At: time.Now()})
+	}
+}
+
+func (wh *webhooks) worker(q chan notification) {
+	defer wh.wg.Done()
+	for {
+		select {
+		case <-wh.ctx.Done():
+			return
+		case n := <-q:
+			wh.deliver(n)
+		}
+	}
+}
+
+// deliver POSTs one notification: 4 attempts in total on 5xx and network
+// errors at doubling intervals; 410 deletes the subscription; anything else
+// non-2xx drops the notification.
+func (wh *webhooks) deliver(n notification) {
+	s := wh.s
+	wait := s.cfg.WebhookRetryBase
+	for attempt := 1; attempt <= 4; attempt++ {
+		s.mu.Lock()
+		c := s.comps[n.cid]
+		sub, ok := c.subs[n.sub]
+		var sink, mapping string
+		if ok {
+			sink, mapping = sub.Sink, sub.Mapping
+		}
+		now := s.nowLocked()
+		s.mu.Unlock()
+		if !ok {
+			return
+		}
+		status := wh.post(n, sink, mapping, now)
+		wh.record(Delivery{Subscription: n.sub, CompanyID: n.cid, EventID: n.id, Type: n.typ, IDs: n.ids, Attempt: attempt, Status: status, At: time.Now()})
+		switch {
+		case status >= 200 && status < 300 || status == 102:
+			s.mu.Lock()
+			if sub, ok := c.subs[n.sub]; ok {
+				sub.FirstError = time.Time{}
+			}
+			s.mu.Unlock()
+			return
+		case status == http.StatusGone:
+			s.mu.Lock()
+			delete(c.subs, n.sub)
+			s.mu.Unlock()
+			return
+		case status == 0 || status >= 500:
+			if attempt == 4 {
+				wh.markError(c, n.sub)
+				return
+			}
+			select {
+			case <-time.After(wait):
+			case <-wh.ctx.Done():
+				return
+			}
+			wait *= 2
+		default:
+			wh.markError(c, n.sub)
+			return
+		}
+	}
+}
+
+func (wh *webhooks) markError(c *company, sid string) {
+	s := wh.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub, ok := c.subs[sid]
+	if !ok {
+		return
+	}
+	now := s.nowLocked()
+	if sub.FirstError.IsZero() {
+		sub.FirstError = now
+	} else if now.After(sub.FirstError.Add(10 * 24 * time.Hour)) {
+		delete(c.subs, sid) // expired: FIC deletes at the first error after 10 days
+	}
+}
+
+func (wh *webhooks) post(n notification, sink, mapping string, now time.Time) int {
+	subject := fmt.Sprintf("company:%d", n.cid)
+	data := map[string]any{"ids": n.ids}
+	var body []byte
+	hdr := http.Header{}
+	if mapping == "structured" {
+		body, _ = json.Marshal(map[string]any{
+			"specversion": "1.0", "id": n.id, "source": wh.s.cfg.Issuer, "type": n.typ,
+			"time": n.at.UTC().Format(time.RFC3339), "subject": subject, "datacontenttype": "application/json", "data": data,
+		})
+		hdr.Set("Content-Type", "application/cloudevents+json")
+	} else {
+		body, _ = json.Marshal(map[string]any{"data": data})
+		hdr.Set("Content-Type", "application/json")
+		hdr.Set("ce-id", n.id)
+		hdr.Set("ce-source", wh.s.cfg.Issuer)
+		hdr.Set("ce-specversion", "1.0")
+		hdr.Set("ce-type", n.typ)
+		hdr.Set("ce-time", n.at.UTC().Format(time.RFC3339))
+		hdr.Set("ce-subject", subject)
+	}
+	hdr.Set("Authorization", "Bearer "+wh.sign(n.id, subject, sink, now))
+	hdr.Set("User-Agent", "FattureInCloud/API-WEBHOOK")
+	req, err := http.NewRequestWithContext(wh.ctx, http.MethodPost, sink, bytes.NewReader(body))
+	if err != nil {
+		return 0
+	}
+	req.Header = hdr
+	req.Close = true // FIC sends Connection: close
+	resp, err := wh.client.Do(req)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// verify runs the handshake: GET the sink with a challenge; the sink must
+// answer 200 {"verification": challenge}. On success the subscription is
+// verified and receives the welcome event.
+func (wh *webhooks) verify(cid int64, sid string) {
+	s := wh.s
+	s.mu.Lock()
+	c := s.comps[cid]
+	sub, ok := c.subs[sid]
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	sub.Attempts++
+	sink, method := sub.Sink, sub.Method
+	now := s.nowLocked()
+	s.mu.Unlock()
+
+	challenge := randToken("")
+	target := sink
+	if method == "query" {
+		u, err := url.Parse(sink)
+		if err != nil {
+			return
+		}
+		q := u.Query()
+		q.Set("x-fic-verification-challenge", challenge)
+		u.RawQuery = q.Encode()
+		target = u.String()
+	}
+	req, err := http.NewRequestWithContext(wh.ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return
+	}
+	if method != "query" {
+		req.Header.Set("x-fic-verification-challenge", challenge)
+	}
+	req.Header.Set("Authorization", "Bearer "+wh.sign(wh.nextEventID(), fmt.Sprintf("company:%d", cid), sink, now))
+	req.Header.Set("User-Agent", "FattureInCloud/API-WEBHOOK")
+	resp, err := wh.client.Do(req)
+	ok = false
+	if err == nil {
+		var body struct {
+			Verification string `json:"verification"`
+		}
+		ok = resp.StatusCode == http.StatusOK && json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&body) == nil && body.Verification == challenge
+		resp.Body.Close()
+	}
+	wh.record(Delivery{Subscription: sid, CompanyID: cid, Type: "verification", Status: map[bool]int{true: 200, false: 0}[ok], At: time.Now()})
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	sub, exists := c.subs[sid]
+	if exists {
+		sub.Verified = true
+		wh.enqueue(notification{cid: cid, sub: sid, typ: "it.fattureincloud.webhooks.subscriptions.welcome", ids: nil, id: wh.nextEventID(), at: s.nowLocked()})
+	}
+	s.mu.Unlock()
+}
+
+// ---- subscription endpoints ----
+
+type subRequest struct {
+	Data struct {
+		Sink               string   `json:"sink"`
+		Types              []string `json:"types"`
+		VerificationMethod string   `json:"verification_method"`
+		Config             *struct {
+			Mapping string `json:"mapping"`
+		} `json:"config"`
+	} `json:"data"`
+}
+
+func readSubRequest(w http.ResponseWriter, r *http.Request) (subRequest, bool) {
+	var req subRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		writeValidation(w, "data", "The request body is not valid JSON.")
+		return req, false
+	}
+	return req, true
+}
+
+// validateSub checks sink, mapping and method, and returns the types kept
+// and warnings for the dropped ones.
+func (s *Server) validateSub(w http.ResponseWriter, r *http.Request, c *company, req subRequest, self string) ([]string, []string, bool) {
+	u, err := url.Parse(req.Data.Sink)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && (s.cfg.RequireHTTPSSinks || u.Scheme != "http")) {
+		writeValidation(w, "data.sink", "The sink must be a valid HTTPS URL.")
+		return nil, nil, false
+	}
+	if req.Data.Config != nil && req.Data.Config.Mapping != "" && req.Data.Config.Mapping != "binary" && req.Data.Config.Mapping != "structured" {
+		writeValidation(w, "data.config.mapping", "The selected mapping is invalid.")
+		return nil, nil, false
+	}
+	if m := req.Data.VerificationMethod; m != "" && m != "header" && m != "query" {
+		writeValidation(w, "data.verification_method", "The selected verification method is invalid.")
+		return nil, nil, false
+	}
+	auth := authFrom(r)
+	var types, warnings []string
+	for _, t := range expandTypes(req.Data.Types) {
+		fam := strings.TrimPrefix(t, "it.fattureincloud.webhooks.")
+		if !strings.HasPrefix(t, "it.fattureincloud.webhooks.") || strings.Count(fam, ".") < 1 {
+			warnings = append(warnings, fmt.Sprintf("The '%s' event type is not valid", t))
+			continue
+		}
+		if scope := typeScope(fam); scope != "" && !auth.hasScope(scope) {
+			warnings = append(warnings, fmt.Sprintf("The '%s' event needs the %s scope", t, scope))
+			continue
+		}
+		dup := false
+		for _, other := range c.subs {
+			if other.ID != self && slices.Contains(other.Types, t) {
+				dup = true
+			}
+		}
+		if dup || slices.Contains(types, t) {
+			warnings = append(warnings, fmt.Sprintf("The '%s' event is already registered for this application", t))
+			continue
+		}
+		types = append(types, t)
+	}
+	if len(types) == 0 {
+		writeValidation(w, "data.types", "No valid event type to subscribe to.")
+		return nil, nil, false
+	}
+	return types, warnings, true
+}
+
+// expandTypes expands group types (…all.create) into concrete types.
+func expandTypes(in []string) []string {
+	var out []string
+	for _, t := range in {
+		rest, ok := strings.CutPrefix(t, "it.fattureincloud.webhooks.issued_documents.all.")
+		if !ok {
+			out = append(out, t)
+			continue
+		}
+		for _, f := range []string{"invoices", "quotes", "proformas", "receipts", "delivery_notes", "credit_notes", "orders", "work_reports", "supplier_orders", "self_supplier_invoices", "self_own_invoices"} {
+			out = append(out, "it.fattureincloud.webhooks.issued_documents."+f+"."+rest)
+		}
+	}
+	return out
+}
+
+func typeScope(fam string) string {
+	parts := strings.Split(fam, ".")
+	switch {
+	case parts[0] == "issued_documents" && len(parts) >= 3:
+		switch parts[1] {
+		case "e_invoices":
+			return "issued_documents.invoices:r"
+		case "self_supplier_invoices", "self_own_invoices":
+			return "issued_documents.self_invoices:r"
+		}
+		return "issued_documents." + parts[1] + ":r"
+	case parts[0] == "entities" && len(parts) >= 3:
+		return "entity." + parts[1] + ":r"
+	}
+	return ""
+}
+
+func (s *Server) handleSubCreate(w http.ResponseWriter, r *http.Request) {
+	cid, _ := pathInt(r, "cid")
+	req, ok := readSubRequest(w, r)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	c := s.comps[cid]
+	types, warnings, ok := s.validateSub(w, r, c, req, "")
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	s.nextSub++
+	sub := &subscription{ID: fmt.Sprintf("SUB%d", s.nextSub), Sink: req.Data.Sink, Types: types, Mapping: "binary", Method: "header"}
+	if req.Data.Config != nil && req.Data.Config.Mapping != "" {
+		sub.Mapping = req.Data.Config.Mapping
+	}
+	if req.Data.VerificationMethod != "" {
+		sub.Method = req.Data.VerificationMethod
+	}
+	c.subs[sub.ID] = sub
+	out := sub.render()
+	s.mu.Unlock()
+	go s.wh.verify(cid, sub.ID)
+	if warnings == nil {
+		warnings = []string{}
+	}
+	s.writeAPI(w, r, map[string]any{"data": out, "warnings": warnings})
+}
+
+func (s *Server) handleSubList(w http.ResponseWriter, r *http.Request) {
+	cid, _ := pathInt(r, "cid")
+	s.mu.Lock()
+	c := s.comps[cid]
+	ids := make([]string, 0, len(c.subs))
+	for id := range c.subs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	data := make([]map[string]any, 0, len(ids))
+	for _, id := range ids {
+		data = append(data, c.subs[id].render())
+	}
+	s.mu.Unlock()
+	s.writeAPI(w, r, map[string]any{"data": data})
+}
+
+func (s *Server) lookupSub(w http.ResponseWriter, r *http.Request) (*company, *subscription, bool) {
+	cid, _ := pathInt(r, "cid")
+	c := s.comps[cid]
+	sub, ok := c.subs[r.PathValue("sid")]
+	if !ok {
+		writeError(w, http.StatusNotFound, "", "Subscription not found")
+	}
+	return c, sub, ok
+}
+
+func (s *Server) handleSubGet(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	_, sub, ok := s.lookupSub(w, r)
+	var out map[string]any
+	if ok {
+		out = sub.render()
+	}
+	s.mu.Unlock()
+	if ok {
+		s.writeAPI(w, r, map[string]any{"data": out})
+	}
+}
+
+func (s *Server) handleSubModify(w http.ResponseWriter, r *http.Request) {
+	req, ok := readSubRequest(w, r)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	c, sub, ok := s.lookupSub(w, r)
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	if req.Data.Sink == "" {
+		req.Data.Sink = sub.Sink
+	}
+	if len(req.Data.Types) == 0 {
+		req.Data.Types = sub.Types
+	}
+	types, warnings, ok := s.validateSub(w, r, c, req, sub.ID)
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	reverify := req.Data.Sink != sub.Sink
+	sub.Sink, sub.Types = req.Data.Sink, types
+	if req.Data.Config != nil && req.Data.Config.Mapping != "" {
+		sub.Mapping = req.Data.Config.Mapping
+	}
+	if req.Data.VerificationMethod != "" {
+		sub.Method = req.Data.VerificationMethod
+	}
+	if reverify {
+		sub.Verified, sub.Attempts = false, 0
+	}
+	out := sub.render()
+	cid := c.ID
+	s.mu.Unlock()
+	if reverify {
+		go s.wh.verify(cid, sub.ID)
+	}
+	if warnings == nil {
+		warnings = []string{}
+	}
+	s.writeAPI(w, r, map[string]any{"data": out, "warnings": warnings})
+}
+
+func (s *Server) handleSubDelete(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	c, sub, ok := s.lookupSub(w, r)
+	if ok {
+		delete(c.subs, sub.ID)
+	}
+	s.mu.Unlock()
+	if ok {
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+func (s *Server) handleSubVerify(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Data struct {
+			VerificationMethod string `json:"verification_method"`
+		} `json:"data"`
+	}
+	_ = json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req)
+	s.mu.Lock()
+	c, sub, ok := s.lookupSub(w, r)
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	if sub.Attempts >= 5 {
+		s.mu.Unlock()
+		writeError(w, http.StatusConflict, "", "Verification attempts exhausted for this subscription.")
+		return
+	}
+	if m := req.Data.VerificationMethod; m == "header" || m == "query" {
+		sub.Method = m
+	}
+	cid, sid := c.ID, sub.ID
+	s.mu.Unlock()
+	go s.wh.verify(cid, sid)
+	w.WriteHeader(http.StatusOK)
+}

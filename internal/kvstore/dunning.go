@@ -1,0 +1,185 @@
+package kvstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/incasso-io/incasso/internal/dunning"
+)
+
+// Dunning buckets.
+const (
+	CasesBucket   = "incasso_cases"
+	ClientsBucket = "incasso_clients"
+	OutboxBucket  = "incasso_outbox"
+)
+
+func bucket(ctx context.Context, js jetstream.JetStream, name, desc string, c BucketConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, Description: desc, History: 1,
+		Storage: jetstream.FileStorage, Replicas: max(1, c.Replicas)})
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: bucket %s: %w", name, err)
+	}
+	return kv, nil
+}
+
+// getJSON reads a JSON value and its revision (0: absent).
+func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kvstore: get %s: %w", key, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, fmt.Errorf("kvstore: %s is corrupt: %w", key, err)
+	}
+	return e.Revision(), nil
+}
+
+// putJSON writes with CAS on rev (0: create).
+func putJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any, rev uint64) (uint64, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, err
+	}
+	if rev == 0 {
+		rev, err = kv.Create(ctx, key, b)
+	} else {
+		rev, err = kv.Update(ctx, key, b, rev)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kvstore: put %s: %w", key, conflict(err))
+	}
+	return rev, nil
+}
+
+// Cases stores dunning cases under <company>.<invoice>.
+type Cases struct{ KV jetstream.KeyValue }
+
+var _ dunning.CaseStore = (*Cases)(nil)
+
+// NewCases opens the bucket.
+func NewCases(ctx context.Context, js jetstream.JetStream, c BucketConfig) (*Cases, error) {
+	kv, err := bucket(ctx, js, CasesBucket, "dunning cases", c)
+	return &Cases{KV: kv}, err
+}
+
+// Get implements dunning.CaseStore.
+func (s *Cases) Get(ctx context.Context, cid, id int64) (dunning.Case, uint64, error) {
+	var c dunning.Case
+	rev, err := getJSON(ctx, s.KV, snapKey(cid, id), &c)
+	return c, rev, err
+}
+
+// Put implements dunning.CaseStore.
+func (s *Cases) Put(ctx context.Context, c dunning.Case, rev uint64) (uint64, error) {
+	return putJSON(ctx, s.KV, snapKey(c.CompanyID, c.InvoiceID), c, rev)
+}
+
+// List implements dunning.CaseStore.
+func (s *Cases) List(ctx context.Context, cid int64) ([]dunning.Case, error) {
+	filter := ">"
+	if cid != 0 {
+		filter = strconv.FormatInt(cid, 10) + ".*"
+	}
+	l, err := s.KV.ListKeysFiltered(ctx, filter)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: list cases: %w", err)
+	}
+	var out []dunning.Case
+	for k := range l.Keys() {
+		var c dunning.Case
+		if rev, err := getJSON(ctx, s.KV, k, &c); err == nil && rev > 0 {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// Clients is the per-client index of open cases.
+type Clients struct{ KV jetstream.KeyValue }
+
+var _ dunning.ClientIndex = (*Clients)(nil)
+
+// NewClients opens the bucket.
+func NewClients(ctx context.Context, js jetstream.JetStream, c BucketConfig) (*Clients, error) {
+	kv, err := bucket(ctx, js, ClientsBucket, "dunning: open cases and last contact per client", c)
+	return &Clients{KV: kv}, err
+}
+
+func clientKey(cid int64, client string) string {
+	return strconv.FormatInt(cid, 10) + "." + strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, client)
+}
+
+// Get implements dunning.ClientIndex.
+func (s *Clients) Get(ctx context.Context, cid int64, client string) (dunning.ClientRecord, uint64, error) {
+	var r dunning.ClientRecord
+	rev, err := getJSON(ctx, s.KV, clientKey(cid, client), &r)
+	return r, rev, err
+}
+
+// Put implements dunning.ClientIndex.
+func (s *Clients) Put(ctx context.Context, cid int64, client string, r dunning.ClientRecord, rev uint64) (uint64, error) {
+	return putJSON(ctx, s.KV, clientKey(cid, client), r, rev)
+}
+
+// Outbox is the at-most-once delivery record.
+type Outbox struct{ KV jetstream.KeyValue }
+
+var _ dunning.Outbox = (*Outbox)(nil)
+
+// NewOutbox opens the bucket.
+func NewOutbox(ctx context.Context, js jetstream.JetStream, c BucketConfig) (*Outbox, error) {
+	kv, err := bucket(ctx, js, OutboxBucket, "dunning outbox: one record per (invoice, stage, channel)", c)
+	return &Outbox{KV: kv}, err
+}
+
+// Begin implements dunning.Outbox.
+func (o *Outbox) Begin(ctx context.Context, key string, r dunning.OutboxRecord) (dunning.OutboxRecord, error) {
+	_, err := putJSON(ctx, o.KV, key, r, 0)
+	if err == nil {
+		return r, nil
+	}
+	var prev dunning.OutboxRecord
+	rev, gerr := getJSON(ctx, o.KV, key, &prev)
+	if gerr != nil {
+		return prev, gerr
+	}
+	if rev > 0 && prev.State == dunning.OutboxRetry {
+		if _, err := putJSON(ctx, o.KV, key, r, rev); err != nil {
+			return prev, err
+		}
+		return r, nil
+	}
+	return prev, err
+}
+
+// Complete implements dunning.Outbox.
+func (o *Outbox) Complete(ctx context.Context, key string, r dunning.OutboxRecord) error {
+	_, err := o.KV.Put(ctx, key, mustJSON(r))
+	if err != nil {
+		return fmt.Errorf("kvstore: complete outbox %s: %w", key, err)
+	}
+	return nil
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}

@@ -1,0 +1,180 @@
+package kvstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/incasso-io/incasso/internal/kvstore"
+	"github.com/incasso-io/incasso/internal/natstest"
+	rcv "github.com/incasso-io/incasso/internal/receivables"
+)
+
+func TestSnapshotsCAS(t *testing.T) {
+	_, _, js := natstest.MustRunJetStream(t)
+	ctx := context.Background()
+	s, err := kvstore.NewSnapshots(ctx, js, kvstore.BucketConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := rcv.Snapshot{Invoice: rcv.Invoice{CompanyID: 1, ID: 2, Number: "1"}}
+	if _, rev, err := s.Get(ctx, 1, 2); err != nil || rev != 0 {
+		t.Fatalf("empty get: %d %v", rev, err)
+	}
+	rev, err := s.Put(ctx, 1, 2, snap, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, 1, 2, snap, 0); !errors.Is(err, rcv.ErrConflict) {
+		t.Errorf("create twice: %v", err)
+	}
+	rev2, err := s.Put(ctx, 1, 2, snap, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, 1, 2, snap, rev); !errors.Is(err, rcv.ErrConflict) {
+		t.Errorf("stale update: %v", err)
+	}
+	if _, err := s.Put(ctx, 1, 3, snap, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, 10, 2, snap, 0); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := s.IDs(ctx, 1)
+	if err != nil || len(ids) != 2 {
+		t.Errorf("ids of company 1: %v %v", ids, err)
+	}
+	if err := s.Delete(ctx, 1, 2, rev); !errors.Is(err, rcv.ErrConflict) {
+		t.Errorf("stale delete: %v", err)
+	}
+	if err := s.Delete(ctx, 1, 2, rev2); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := s.IDs(ctx, 1); len(ids) != 1 {
+		t.Errorf("after delete: %v", ids)
+	}
+}
+
+func TestTokensEncryptedAtRest(t *testing.T) {
+	_, _, js := natstest.MustRunJetStream(t)
+	ctx := context.Background()
+	key, err := kvstore.ParseSecretKey("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := kvstore.NewTokens(ctx, js, key, kvstore.BucketConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := kvstore.Connection{Token: &oauth2.Token{AccessToken: "a/very-secret-access", RefreshToken: "r/very-secret-refresh", Expiry: time.Now().Add(time.Hour)}, Companies: []int64{7, 8}}
+	rev, err := tokens.Put(ctx, "main", conn, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := tokens.KV.Get(ctx, "main")
+	if bytes.Contains(raw.Value(), []byte("very-secret")) {
+		t.Fatal("token readable in the KV bytes")
+	}
+	got, grev, err := tokens.Get(ctx, "main")
+	if err != nil || grev != rev || got.Token.RefreshToken != "r/very-secret-refresh" || len(got.Companies) != 2 {
+		t.Fatalf("get: %+v %d %v", got, grev, err)
+	}
+	if _, err := tokens.Put(ctx, "main", conn, 0); !errors.Is(err, rcv.ErrConflict) {
+		t.Errorf("CAS: %v", err)
+	}
+	// Moving the ciphertext under another name fails authentication.
+	if _, err := tokens.KV.Put(ctx, "other", raw.Value()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tokens.Get(ctx, "other"); err == nil {
+		t.Error("ciphertext moved to another key decrypted")
+	}
+	// A wrong key cannot read it, and says what to check.
+	wrong, _ := kvstore.NewTokens(ctx, js, bytes.Repeat([]byte{1}, 32), kvstore.BucketConfig{})
+	if _, _, err := wrong.Get(ctx, "main"); err == nil || !bytes.Contains([]byte(err.Error()), []byte("INCASSO_SECRET_KEY")) {
+		t.Errorf("wrong key: %v", err)
+	}
+	if err != nil && bytes.Contains([]byte(err.Error()), []byte("secret-access")) {
+		t.Error("token in error")
+	}
+	for _, bad := range []string{"", "short", "zz" + string(bytes.Repeat([]byte("0"), 62))} {
+		if _, err := kvstore.ParseSecretKey(bad); err == nil {
+			t.Errorf("ParseSecretKey(%q) accepted", bad)
+		}
+	}
+	if _, err := tokens.Put(ctx, "bad name!", conn, 0); err == nil {
+		t.Error("bad connection name accepted")
+	}
+}
+
+func TestLeasesExpireAndTakeOver(t *testing.T) {
+	_, _, js := natstest.MustRunJetStream(t)
+	ctx := context.Background()
+	a, err := kvstore.NewLeases(ctx, js, "replica-a", time.Second, kvstore.BucketConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := kvstore.NewLeases(ctx, js, "replica-b", time.Second, kvstore.BucketConfig{})
+	rev, err := a.Acquire(ctx, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Acquire(ctx, 42); !errors.Is(err, kvstore.ErrLeaseHeld) {
+		t.Fatalf("b acquired a held lease: %v", err)
+	}
+	if rev, err = a.Renew(ctx, 42, rev); err != nil {
+		t.Fatal(err)
+	}
+	// a dies (stops renewing): b gets the company within one TTL.
+	start := time.Now()
+	var brev uint64
+	for {
+		if brev, err = b.Acquire(ctx, 42); err == nil {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("no takeover: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("takeover after %v (TTL 1s)", time.Since(start))
+	if _, err := a.Renew(ctx, 42, rev); !errors.Is(err, kvstore.ErrLeaseLost) {
+		t.Errorf("a renewed a lost lease: %v", err)
+	}
+	if err := b.Release(ctx, 42, brev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Acquire(ctx, 42); err != nil {
+		t.Errorf("acquire after release: %v", err)
+	}
+}
+
+func TestRekey(t *testing.T) {
+	_, _, js := natstest.MustRunJetStream(t)
+	ctx := context.Background()
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	old, _ := kvstore.NewTokens(ctx, js, oldKey, kvstore.BucketConfig{})
+	for _, n := range []string{"a", "b"} {
+		if _, err := old.Put(ctx, n, kvstore.Connection{Token: &oauth2.Token{AccessToken: "a/" + n}}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nw, _ := old.Open(newKey)
+	if n, err := nw.Rekey(ctx, old); err != nil || n != 2 {
+		t.Fatalf("rekey: %d %v", n, err)
+	}
+	if n, err := nw.Rekey(ctx, old); err != nil || n != 0 {
+		t.Fatalf("second run: %d %v", n, err)
+	}
+	if c, _, err := nw.Get(ctx, "b"); err != nil || c.Token.AccessToken != "a/b" {
+		t.Fatalf("after rekey: %v %v", c, err)
+	}
+	if _, _, err := old.Get(ctx, "a"); err == nil {
+		t.Error("old key still decrypts")
+	}
+}

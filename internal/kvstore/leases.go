@@ -1,0 +1,106 @@
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// LeasesBucket holds per-company leases; entries expire after the TTL.
+const LeasesBucket = "incasso_leases"
+
+// ErrLeaseHeld: another replica holds the lease. ErrLeaseLost: our lease was
+// taken over or expired before we renewed it.
+var (
+	ErrLeaseHeld = errors.New("kvstore: lease held by another replica")
+	ErrLeaseLost = errors.New("kvstore: lease lost")
+)
+
+// Leases grants each company to exactly one replica at a time. A lease is a
+// KV entry whose value is the holder's id; it expires TTL after its last
+// renewal, so a dead replica's companies are free within one TTL.
+type Leases struct {
+	KV    jetstream.KeyValue
+	Owner string
+	TTL   time.Duration
+}
+
+// NewLeases opens the bucket (TTL per entry = ttl).
+func NewLeases(ctx context.Context, js jetstream.JetStream, owner string, ttl time.Duration, c BucketConfig) (*Leases, error) {
+	if owner == "" || ttl < time.Second {
+		return nil, errors.New("kvstore: leases need an owner and a TTL of at least 1s")
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: LeasesBucket, Description: "per-company poller leases", History: 1, TTL: ttl,
+		Storage: jetstream.FileStorage, Replicas: max(1, c.Replicas),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: bucket %s: %w", LeasesBucket, err)
+	}
+	return &Leases{KV: kv, Owner: owner, TTL: ttl}, nil
+}
+
+// LostError is the sentinel Renew wraps when the lease is lost (the runner
+// stops the company at once on it, and tolerates other errors until the TTL).
+func (l *Leases) LostError() error { return ErrLeaseLost }
+
+// Acquire takes the company's lease if it is free (or already ours) and
+// returns its revision. ErrLeaseHeld if another replica holds it.
+func (l *Leases) Acquire(ctx context.Context, cid int64) (uint64, error) {
+	return l.AcquireKey(ctx, strconv.FormatInt(cid, 10))
+}
+
+// Renew extends our lease of a company held at revision rev.
+func (l *Leases) Renew(ctx context.Context, cid int64, rev uint64) (uint64, error) {
+	return l.RenewKey(ctx, strconv.FormatInt(cid, 10), rev)
+}
+
+// Release gives a company's lease up (on shutdown) so another replica can
+// take it at once.
+func (l *Leases) Release(ctx context.Context, cid int64, rev uint64) error {
+	return l.ReleaseKey(ctx, strconv.FormatInt(cid, 10), rev)
+}
+
+// AcquireKey is Acquire for any lease name (e.g. "refresh.<connection>").
+func (l *Leases) AcquireKey(ctx context.Context, key string) (uint64, error) {
+	rev, err := l.KV.Create(ctx, key, []byte(l.Owner))
+	if err == nil {
+		return rev, nil
+	}
+	if !errors.Is(conflict(err), errConflictSentinel) {
+		return 0, fmt.Errorf("kvstore: acquire lease %s: %w", key, err)
+	}
+	e, gerr := l.KV.Get(ctx, key)
+	if gerr != nil {
+		return 0, fmt.Errorf("%w (lease %s)", ErrLeaseHeld, key)
+	}
+	if string(e.Value()) != l.Owner {
+		return 0, fmt.Errorf("%w: lease %s by %s", ErrLeaseHeld, key, e.Value())
+	}
+	return l.RenewKey(ctx, key, e.Revision())
+}
+
+// RenewKey extends our lease held at revision rev. ErrLeaseLost if it changed.
+func (l *Leases) RenewKey(ctx context.Context, key string, rev uint64) (uint64, error) {
+	nrev, err := l.KV.Update(ctx, key, []byte(l.Owner), rev)
+	if err != nil {
+		if errors.Is(conflict(err), errConflictSentinel) || errors.Is(err, jetstream.ErrKeyNotFound) {
+			return 0, fmt.Errorf("%w: lease %s", ErrLeaseLost, key)
+		}
+		return 0, fmt.Errorf("kvstore: renew lease %s: %w", key, err)
+	}
+	return nrev, nil
+}
+
+// ReleaseKey gives a lease up.
+func (l *Leases) ReleaseKey(ctx context.Context, key string, rev uint64) error {
+	err := l.KV.Delete(ctx, key, jetstream.LastRevision(rev))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("kvstore: release lease %s: %w", key, conflict(err))
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package natsrv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Conn is an open connection, and the embedded server behind it if any.
+type Conn struct {
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Server *server.Server // nil when connected to an external NATS
+	URL    string
+}
+
+// Close drains the connection, then stops the embedded server.
+func (c *Conn) Close() {
+	if c.NC != nil {
+		_ = c.NC.Drain()
+		for i := 0; i < 50 && !c.NC.IsClosed(); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if c.Server != nil {
+		c.Server.Shutdown()
+		c.Server.WaitForShutdown()
+	}
+}
+
+// OpenConfig says where NATS is.
+type OpenConfig struct {
+	URL          string // NATS_URL; empty starts the embedded server
+	Creds        string // NATS_CREDS file (external servers)
+	EmbeddedAddr string // host:port of the embedded server (default 127.0.0.1:4222)
+	StoreDir     string // embedded JetStream store
+	Name         string // client connection name
+}
+
+// Open connects to NATS_URL, or starts the embedded server and connects to
+// it. Reconnects forever: a NATS outage pauses work, it does not stop it.
+func Open(c OpenConfig) (*Conn, error) {
+	out := &Conn{URL: c.URL}
+	if c.URL == "" {
+		addr := c.EmbeddedAddr
+		if addr == "" {
+			addr = "127.0.0.1:4222"
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("natsrv: embedded address %q: %w", addr, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("natsrv: embedded port %q: %w", port, err)
+		}
+		if p == 0 {
+			p = -1
+		}
+		s, err := Start(Config{Host: host, Port: p, StoreDir: c.StoreDir})
+		if err != nil {
+			return nil, err
+		}
+		out.Server, out.URL = s, s.ClientURL()
+	}
+	opts := []nats.Option{nats.Name(c.Name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	if c.Creds != "" {
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	}
+	// An external server may still be starting (compose, Kubernetes): retry
+	// for up to a minute before giving up.
+	var nc *nats.Conn
+	var err error
+	for attempt := 0; ; attempt++ {
+		nc, err = nats.Connect(out.URL, opts...)
+		if err == nil || out.Server != nil || attempt >= 60 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if err != nil {
+		if out.Server != nil {
+			out.Server.Shutdown()
+		}
+		return nil, fmt.Errorf("natsrv: connect %s: %w", out.URL, err)
+	}
+	out.NC = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		out.Close()
+		return nil, err
+	}
+	out.JS = js
+	return out, nil
+}
+
+// Retry runs a setup step (creating a stream or a bucket) until it succeeds,
+// for up to a minute: right after a cluster starts, or while its meta leader
+// is being elected, JetStream API calls time out for a while.
+func Retry(ctx context.Context, f func(context.Context) error) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := f(ctx)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}

@@ -1,0 +1,323 @@
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	rcv "github.com/incasso-io/incasso/internal/receivables"
+)
+
+// Poller applies source documents to the snapshot store and publishes the
+// transitions. It is safe for concurrent use.
+type Poller struct {
+	Snapshots rcv.SnapshotStore
+	Publisher rcv.Publisher
+	Timers    rcv.Timers // nil: no durable timers (time events only on scans)
+	Rules     Rules
+	Now       func() time.Time
+	Log       *slog.Logger
+	// Concurrency is how many documents of a page are applied at once
+	// (default 16). Each document keeps its own publish → snapshot order.
+	Concurrency int
+	// OpenOnly says scans list only invoices with an open installment (the
+	// source filters them). A stored invoice that was open and is missing
+	// is confirmed with one GET — that is how a payment is detected without
+	// webhooks — while fully paid ones are expected to be absent and cost
+	// nothing. (A deletion of an already paid invoice is then seen only via
+	// webhooks.)
+	OpenOnly bool
+}
+
+func (p *Poller) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+func (p *Poller) log() *slog.Logger {
+	if p.Log != nil {
+		return p.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+const maxCASRetries = 8
+
+// Apply brings one document up to date: curr is what the source returns now
+// (nil: confirmed deleted). It returns the number of events published.
+func (p *Poller) Apply(ctx context.Context, cid, id int64, curr *rcv.Invoice) (int, error) {
+	for attempt := 0; attempt < maxCASRetries; attempt++ {
+		n, err := p.applyOnce(ctx, cid, id, curr)
+		if !errors.Is(err, rcv.ErrConflict) {
+			return n, err
+		}
+	}
+	return 0, fmt.Errorf("poller: document %d/%d: %w after %d attempts", cid, id, rcv.ErrConflict, maxCASRetries)
+}
+
+func (p *Poller) applyOnce(ctx context.Context, cid, id int64, curr *rcv.Invoice) (int, error) {
+	prev, rev, err := p.Snapshots.Get(ctx, cid, id)
+	if err != nil {
+		return 0, err
+	}
+	var prevp *rcv.Snapshot
+	if rev > 0 {
+		prevp = &prev
+	}
+	now := p.now()
+	changes, next := Diff(prevp, curr, now, p.Rules)
+	if curr == nil && rev == 0 {
+		return 0, nil
+	}
+	if p.Timers != nil {
+		next.TimerAt = NextInstant(&next, now, p.Rules)
+	}
+	if len(changes) == 0 && rev > 0 && Equal(&prev, &next) {
+		return 0, nil
+	}
+	if err := p.Publisher.Publish(ctx, changes); err != nil {
+		return 0, fmt.Errorf("poller: publish %d/%d: %w", cid, id, err)
+	}
+	if err := p.schedule(ctx, cid, id, prevp, &next); err != nil {
+		return 0, err
+	}
+	if next.Deleted {
+		err = p.Snapshots.Delete(ctx, cid, id, rev)
+	} else {
+		_, err = p.Snapshots.Put(ctx, cid, id, next, rev)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(changes), nil
+}
+
+// schedule keeps the document's durable timer at its next instant. It runs
+// before the snapshot is saved, so a crash cannot leave a saved snapshot
+// without its timer; re-scheduling the same instant is harmless.
+func (p *Poller) schedule(ctx context.Context, cid, id int64, prev, next *rcv.Snapshot) error {
+	if p.Timers == nil {
+		return nil
+	}
+	at := next.TimerAt
+	if next.Deleted {
+		at = time.Time{}
+	}
+	var was time.Time
+	if prev != nil {
+		was = prev.TimerAt
+	}
+	if was.Equal(at) {
+		return nil // the timer already set is right (or none was ever set)
+	}
+	if err := p.Timers.Schedule(ctx, cid, id, at); err != nil {
+		return fmt.Errorf("poller: schedule timer %d/%d: %w", cid, id, err)
+	}
+	return nil
+}
+
+// Fire handles a fired timer: it re-diffs the stored snapshot against itself
+// at the current time, which publishes the due time-based events. It makes
+// no source request.
+func (p *Poller) Fire(ctx context.Context, cid, id int64) (int, error) {
+	for attempt := 0; attempt < maxCASRetries; attempt++ {
+		snap, rev, err := p.Snapshots.Get(ctx, cid, id)
+		if err != nil {
+			return 0, err
+		}
+		if rev == 0 || snap.Deleted {
+			return 0, nil // paid and gone, or deleted: the timer is stale
+		}
+		inv := snap.Invoice
+		n, err := p.applyOnce(ctx, cid, id, &inv)
+		if !errors.Is(err, rcv.ErrConflict) {
+			return n, err
+		}
+	}
+	return 0, fmt.Errorf("poller: fire %d/%d: %w", cid, id, rcv.ErrConflict)
+}
+
+// Refresh fetches one document (a webhook told us it changed) and applies
+// it. A document the source no longer has is announced as deleted.
+func (p *Poller) Refresh(ctx context.Context, src rcv.InvoiceSource, cid, id int64) (int, error) {
+	inv, err := src.Invoice(ctx, cid, id)
+	if errors.Is(err, rcv.ErrNotFound) {
+		return p.Apply(ctx, cid, id, nil)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return p.Apply(ctx, cid, id, &inv)
+}
+
+// ScanResult reports one reconciliation scan.
+type ScanResult struct {
+	CompanyID int64
+	Pages     int
+	Documents int
+	Events    int
+	Invalid   int // documents that could not be read
+	Missing   int // stored documents absent from the scan
+	Deleted   int // of which confirmed deleted
+	Requests  int // source requests made (pages + confirmations)
+	Complete  bool
+	Duration  time.Duration
+}
+
+// Progress is called after each page of a scan.
+type Progress func(cid int64, kind rcv.Kind, page, lastPage int)
+
+// Scan reconciles a company: every invoice and credit note is applied, and,
+// only if the scan was complete, stored documents it did not see are
+// confirmed (bin, then a single GET) and announced as deleted. Memory stays
+// O(page) documents plus one int64 per document id.
+func (p *Poller) Scan(ctx context.Context, src rcv.InvoiceSource, cid int64, progress Progress) (ScanResult, error) {
+	start := time.Now()
+	res := ScanResult{CompanyID: cid, Complete: true}
+	var seen []int64
+	for _, kind := range []rcv.Kind{rcv.KindInvoice, rcv.KindCreditNote} {
+		for page, err := range src.Pages(ctx, cid, kind) {
+			res.Requests++
+			if err != nil {
+				res.Complete = false
+				res.Duration = time.Since(start)
+				return res, fmt.Errorf("poller: scan %d %s page %d: %w", cid, kind, page.Number, err)
+			}
+			res.Pages++
+			for _, e := range page.Errors {
+				res.Complete = false
+				res.Invalid++
+				p.log().Warn("document skipped: cannot read it", "company_id", cid, "kind", kind, "page", page.Number, "error", e)
+			}
+			for i := range page.Invoices {
+				seen = append(seen, page.Invoices[i].ID)
+			}
+			n, err := p.applyPage(ctx, cid, page.Invoices)
+			res.Events += n
+			if err != nil {
+				res.Duration = time.Since(start)
+				return res, err
+			}
+			res.Documents += len(page.Invoices)
+			if progress != nil {
+				progress(cid, kind, page.Number, page.LastPage)
+			}
+		}
+	}
+	if res.Complete {
+		if err := p.confirmMissing(ctx, src, cid, seen, &res); err != nil {
+			res.Duration = time.Since(start)
+			return res, err
+		}
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// applyPage applies a page's documents with bounded concurrency and returns
+// the events published; the first error stops the page.
+func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice) (int, error) {
+	workers := p.Concurrency
+	if workers <= 0 {
+		workers = 16
+	}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		events int
+		first  error
+	)
+	sem := make(chan struct{}, workers)
+	for i := range invs {
+		inv := &invs[i]
+		sem <- struct{}{}
+		mu.Lock()
+		stop := first != nil
+		mu.Unlock()
+		if stop {
+			<-sem
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			n, err := p.Apply(ctx, cid, inv.ID, inv)
+			mu.Lock()
+			events += n
+			if err != nil && first == nil {
+				first = err
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return events, first
+}
+
+func (p *Poller) confirmMissing(ctx context.Context, src rcv.InvoiceSource, cid int64, seen []int64, res *ScanResult) error {
+	stored, err := p.Snapshots.IDs(ctx, cid)
+	if err != nil {
+		return err
+	}
+	slices.Sort(seen)
+	var missing []int64
+	for _, id := range stored {
+		if _, ok := slices.BinarySearch(seen, id); !ok {
+			missing = append(missing, id)
+		}
+	}
+	if p.OpenOnly {
+		kept := missing[:0]
+		for _, id := range missing {
+			snap, rev, err := p.Snapshots.Get(ctx, cid, id)
+			if err != nil {
+				return err
+			}
+			if rev > 0 && snap.Invoice.Kind == rcv.KindInvoice && snap.Invoice.FullyPaid() {
+				continue // absent by design: the scan lists open invoices only
+			}
+			kept = append(kept, id)
+		}
+		missing = kept
+	}
+	res.Missing = len(missing)
+	if len(missing) == 0 {
+		return nil
+	}
+	binIDs, err := src.Bin(ctx, cid)
+	res.Requests++
+	if err != nil {
+		return fmt.Errorf("poller: confirm deletions of %d: %w", cid, err)
+	}
+	slices.Sort(binIDs)
+	for _, id := range missing {
+		var curr *rcv.Invoice
+		if _, inBin := slices.BinarySearch(binIDs, id); !inBin {
+			inv, err := src.Invoice(ctx, cid, id)
+			res.Requests++
+			switch {
+			case errors.Is(err, rcv.ErrNotFound):
+			case err != nil:
+				p.log().Warn("cannot confirm a missing document; retrying next scan", "company_id", cid, "document_id", id, "error", err)
+				continue
+			default:
+				curr = &inv // skipped by a page shift: it exists
+			}
+		}
+		n, err := p.Apply(ctx, cid, id, curr)
+		if err != nil {
+			return err
+		}
+		res.Events += n
+		if curr == nil {
+			res.Deleted++
+		}
+	}
+	return nil
+}

@@ -1,0 +1,413 @@
+package pollerapp
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/incasso-io/incasso/internal/events"
+	"github.com/incasso-io/incasso/internal/fic"
+	"github.com/incasso-io/incasso/internal/inbox"
+	"github.com/incasso-io/incasso/internal/kvstore"
+	"github.com/incasso-io/incasso/internal/natsrv"
+	"github.com/incasso-io/incasso/internal/poller"
+	rcv "github.com/incasso-io/incasso/internal/receivables"
+	"github.com/incasso-io/incasso/internal/settle"
+	"github.com/incasso-io/incasso/internal/tenant"
+	"github.com/incasso-io/incasso/internal/timers"
+)
+
+// Main is the poller process: wired from Config, run until ctx ends.
+type Main struct {
+	Config Config
+	Log    *slog.Logger
+	Out    io.Writer // human-readable progress
+	// Now is the business clock (nil: real time). The demo and tests use a
+	// shifted clock; durable timers are translated to real time.
+	Now func() time.Time
+
+	// Set once running (tests read them).
+	HTTPAddr string
+	NATSURL  string
+	ready    atomic.Bool
+	started  chan struct{}
+	once     sync.Once
+	runner   atomic.Pointer[poller.Runner]
+}
+
+// Owned returns the companies this replica currently reconciles.
+func (m *Main) Owned() []int64 {
+	if r := m.runner.Load(); r != nil {
+		return r.Owned()
+	}
+	return nil
+}
+
+// Started is closed when the HTTP server listens and the pipeline runs.
+func (m *Main) Started() <-chan struct{} {
+	m.once.Do(func() { m.started = make(chan struct{}) })
+	return m.started
+}
+
+func (m *Main) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+// companySources builds the sources of the companies to reconcile.
+type companySources struct {
+	mu      sync.Mutex
+	clients map[string]*fic.Client // by connection
+	byComp  map[int64]*fic.Client
+	list    func(ctx context.Context) ([]poller.Company, error)
+}
+
+func (cs *companySources) source(cid int64) (*fic.Source, *fic.Client, error) {
+	cs.mu.Lock()
+	c, ok := cs.byComp[cid]
+	cs.mu.Unlock()
+	if !ok {
+		return nil, nil, fmt.Errorf("company %d is not connected", cid)
+	}
+	return &fic.Source{Client: c}, c, nil
+}
+
+// Run starts everything and blocks until ctx is done; then it drains.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config
+	log := m.Log
+	if m.Out == nil {
+		m.Out = io.Discard
+	}
+	m.Started()
+	if cfg.InstanceID == "" {
+		h, _ := os.Hostname()
+		cfg.InstanceID = fmt.Sprintf("%s-%d", h, os.Getpid())
+	}
+
+	nc, err := natsrv.Open(natsrv.OpenConfig{URL: cfg.NATSURL, Creds: cfg.NATSCreds, EmbeddedAddr: cfg.NATSAddr,
+		StoreDir: cfg.DataDir + "/nats", Name: "incasso-poller " + cfg.InstanceID})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	m.NATSURL = nc.URL
+	if nc.Server != nil {
+		log.Info("embedded NATS server with JetStream started", "url", nc.URL, "store", cfg.DataDir+"/nats")
+	}
+	js := nc.JS
+	bc := kvstore.BucketConfig{Replicas: cfg.Replicas}
+	var (
+		snaps  *kvstore.Snapshots
+		sched  *timers.Scheduler
+		leases *kvstore.Leases
+	)
+	err = natsrv.Retry(ctx, func(ctx context.Context) error {
+		if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas, MaxAge: cfg.EventsMaxAge, Duplicates: cfg.EventsDedup}); err != nil {
+			return err
+		}
+		var err error
+		if snaps, err = kvstore.NewSnapshots(ctx, js, bc); err != nil {
+			return err
+		}
+		if sched, err = timers.New(ctx, js, cfg.Replicas); err != nil {
+			return err
+		}
+		if err := inbox.Ensure(ctx, js, cfg.Replicas); err != nil {
+			return err
+		}
+		leases, err = kvstore.NewLeases(ctx, js, cfg.InstanceID, cfg.LeaseTTL, bc)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	sched.Clock = m.Now
+
+	var runner *poller.Runner
+	met := newMetrics(func() float64 {
+		if runner == nil {
+			return 0
+		}
+		return float64(len(runner.Owned()))
+	})
+	httpClient := fic.NewHTTPClient()
+	quotas := fic.NewQuotas(fic.Limits{Hourly: cfg.FICHourlyLimit, Monthly: cfg.FICMonthlyLimit, ShortTerm: cfg.FICShortLimit,
+		ShortEvery: cfg.FICShortWindow, Disabled: cfg.FICLimitsOff}, nil)
+	newClient := func(creds fic.Credentials) (*fic.Client, error) {
+		return fic.New(fic.Config{BaseURL: cfg.FICBaseURL, HTTPClient: httpClient, Quotas: quotas, Logger: log, OnResponse: met.observeFIC}, creds)
+	}
+	cs := &companySources{clients: map[string]*fic.Client{}, byComp: map[int64]*fic.Client{}}
+	if cfg.Manual() {
+		c, err := newClient(fic.StaticToken(cfg.FICAccessToken))
+		if err != nil {
+			return err
+		}
+		cs.byComp[cfg.FICCompanyID] = c
+	} else {
+		key, _ := kvstore.ParseSecretKey(cfg.SecretKey)
+		tokens, err := kvstore.NewTokens(ctx, js, key, bc)
+		if err != nil {
+			return err
+		}
+		oauth := fic.NewOAuth(cfg.FICBaseURL, cfg.FICClientID, cfg.FICClientSecret, cfg.FICRedirectURL, scopes(cfg))
+		oauth.FormBody, oauth.HTTPClient = !cfg.FICTokenJSON, httpClient
+		cs.list = func(ctx context.Context) ([]poller.Company, error) {
+			conns, err := tokens.Connections(ctx)
+			if err != nil {
+				return nil, err
+			}
+			for _, name := range conns {
+				cs.mu.Lock()
+				_, known := cs.clients[name]
+				cs.mu.Unlock()
+				conn, _, err := tokens.Get(ctx, name)
+				if err != nil {
+					log.Error("connection unusable", "connection", name, "error", err)
+					continue
+				}
+				cs.mu.Lock()
+				if !known {
+					c, err := newClient(&tenant.Credentials{OAuth: oauth, Store: tokens, Lock: leases, Key: name})
+					if err != nil {
+						cs.mu.Unlock()
+						return nil, err
+					}
+					cs.clients[name] = c
+				}
+				for _, cid := range conn.Companies {
+					cs.byComp[cid] = cs.clients[name]
+				}
+				cs.mu.Unlock()
+			}
+			return nil, nil
+		}
+	}
+	companies := func(ctx context.Context) ([]poller.Company, error) {
+		if cs.list != nil {
+			if _, err := cs.list(ctx); err != nil {
+				return nil, err
+			}
+		}
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		var out []poller.Company
+		for cid, c := range cs.byComp {
+			src := &fic.Source{Client: c}
+			if cfg.OpenOnly {
+				src.Filter = openOnly
+			}
+			cl := c
+			id := cid
+			out = append(out, poller.Company{ID: cid, Source: src, Quota: func() poller.QuotaView {
+				q := cl.Quota(id)
+				if q.HourlyRemaining >= 0 {
+					met.quota.WithLabelValues(strconv.FormatInt(id, 10), "hourly").Set(float64(q.HourlyRemaining))
+				}
+				if q.MonthlyRemaining >= 0 {
+					met.quota.WithLabelValues(strconv.FormatInt(id, 10), "monthly").Set(float64(q.MonthlyRemaining))
+				}
+				return poller.QuotaView{HourlyLimit: q.HourlyLimit, MonthlyRemaining: q.MonthlyRemaining, MonthlyLimit: q.MonthlyLimit}
+			}})
+		}
+		return out, nil
+	}
+
+	p := &poller.Poller{
+		Snapshots: snaps,
+		Publisher: &events.Publisher{JS: js, OnPublished: met.observeEvent},
+		Timers:    sched,
+		Rules:     poller.Rules{DueSoonDays: dueSoon(cfg.DueSoonDays)},
+		Now:       m.now,
+		Log:       log,
+		OpenOnly:  cfg.OpenOnly,
+	}
+	runner = &poller.Runner{
+		Poller: p, Leases: leases, LeaseTTL: cfg.LeaseTTL, Log: log, Companies: companies, MaxConcurrentScans: cfg.MaxScans,
+		Budget: poller.Budget{Share: cfg.ScanShare, HourlyLimit: cfg.FICHourlyLimit, MonthlyLimit: cfg.FICMonthlyLimit, MinInterval: cfg.MinInterval, MaxInterval: cfg.MaxInterval},
+		Progress: func(cid int64, kind rcv.Kind, page, last int) {
+			fmt.Fprintf(m.Out, "scan company %d %s page %d/%d\n", cid, kind, page, last)
+		},
+		OnScan: func(res poller.ScanResult, err error) {
+			outcome := "complete"
+			switch {
+			case err != nil:
+				outcome = "failed"
+			case !res.Complete:
+				outcome = "partial"
+			}
+			met.scanDuration.WithLabelValues(outcome).Observe(res.Duration.Seconds())
+			met.scanDocs.WithLabelValues("seen").Add(float64(res.Documents))
+			met.scanDocs.WithLabelValues("deleted").Add(float64(res.Deleted))
+		},
+	}
+
+	// Webhooks.
+	var key *ecdsa.PublicKey
+	if cfg.FICWebhookKey != "" {
+		key, _ = fic.ParsePublicKey(cfg.FICWebhookKey)
+	} else {
+		key, _ = fic.ParsePublicKey(fic.DefaultWebhookKey)
+	}
+	sink := ""
+	if cfg.PublicURL != "" {
+		sink = strings.TrimRight(cfg.PublicURL, "/") + "/webhooks/fic"
+	} else {
+		log.Warn("POLLER_PUBLIC_URL is unset: webhooks are accepted without an audience check and no subscription is created; scans reconcile alone")
+	}
+	hook := &inbox.Handler{JS: js, Log: log, Observe: met.observeWebhook,
+		Verifier: &fic.Verifier{Key: key, Audience: sink, AppID: cfg.FICWebhookAppID}}
+
+	mux := http.NewServeMux()
+	mux.Handle("/webhooks/fic", hook)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !m.ready.Load() || !nc.NC.IsConnected() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	if cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/heap", pprof.Index)
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("POLLER_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	m.HTTPAddr = ln.Addr().String()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "error", err)
+		}
+	}()
+
+	// Consumers: fired timers and webhook notifications.
+	timerCC, err := sched.Consume(ctx, func(ctx context.Context, cid, id int64) error {
+		met.timersFired.Inc()
+		_, err := p.Fire(ctx, cid, id)
+		return err
+	}, log)
+	if err != nil {
+		return err
+	}
+	inboxCC, err := inbox.Consume(ctx, js, func(ctx context.Context, n inbox.Notification) error {
+		src, _, err := cs.source(n.CompanyID)
+		if err != nil {
+			if cs.list != nil {
+				_, _ = companies(ctx) // a connection added since start
+				src, _, err = cs.source(n.CompanyID)
+			}
+			if err != nil {
+				met.refreshes.WithLabelValues("unknown_company").Inc()
+				return nil // not ours: drop, nothing to fetch with
+			}
+		}
+		for _, id := range n.IDs {
+			if _, err := p.Refresh(ctx, src, n.CompanyID, id); err != nil {
+				met.refreshes.WithLabelValues("error").Inc()
+				return err
+			}
+			met.refreshes.WithLabelValues("ok").Inc()
+		}
+		return nil
+	}, func(err error) (time.Duration, bool) {
+		var qe *rcv.QuotaError
+		if errors.As(err, &qe) {
+			return max(time.Until(qe.ResetAt), time.Second), true
+		}
+		return 0, false
+	}, log)
+	if err != nil {
+		return err
+	}
+
+	if sink != "" {
+		go m.subscribe(ctx, companies, cs, sink)
+	}
+	m.runner.Store(runner)
+	m.ready.Store(true)
+	close(m.started)
+	log.Info("poller running", "http", m.HTTPAddr, "nats", m.NATSURL, "instance", cfg.InstanceID, "mode", map[bool]string{true: "manual token", false: "oauth"}[cfg.Manual()])
+	fmt.Fprintf(m.Out, "poller: http://%s (webhooks at /webhooks/fic, metrics at /metrics), NATS %s\n", m.HTTPAddr, m.NATSURL)
+
+	err = runner.Run(ctx)
+
+	// Drain: stop taking work, finish what is in flight, then close.
+	m.ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	settle.Drain(sctx, timerCC, inboxCC)
+	log.Info("poller stopped")
+	return err
+}
+
+// subscribe makes sure every company has a webhook subscription to sink.
+func (m *Main) subscribe(ctx context.Context, companies func(context.Context) ([]poller.Company, error), cs *companySources, sink string) {
+	list, err := companies(ctx)
+	if err != nil {
+		m.Log.Error("cannot list companies to subscribe", "error", err)
+		return
+	}
+	for _, c := range list {
+		_, client, err := cs.source(c.ID)
+		if err != nil {
+			continue
+		}
+		subs, err := client.ListSubscriptions(ctx, c.ID)
+		if err != nil {
+			m.Log.Error("cannot list webhook subscriptions", "company_id", c.ID, "error", err)
+			continue
+		}
+		have := false
+		for _, s := range subs {
+			if s.Sink == sink {
+				have = true
+			}
+		}
+		if have {
+			continue
+		}
+		sub, warns, err := client.CreateSubscription(ctx, c.ID, fic.Subscription{Sink: sink, Types: fic.ReceivablesEventTypes})
+		if err != nil {
+			m.Log.Error("cannot create webhook subscription", "company_id", c.ID, "error", err)
+			continue
+		}
+		m.Log.Info("webhook subscription created", "company_id", c.ID, "subscription", sub.ID, "warnings", warns)
+	}
+}
+
+func scopes(cfg Config) []string {
+	if len(cfg.FICScopes) > 0 {
+		return cfg.FICScopes
+	}
+	return fic.DefaultScopes
+}
+
+func dueSoon(days int) int {
+	if days == 0 {
+		return -1 // disabled
+	}
+	return days
+}

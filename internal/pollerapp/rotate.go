@@ -1,0 +1,54 @@
+package pollerapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/incasso-io/incasso/internal/kvstore"
+	"github.com/incasso-io/incasso/internal/natsrv"
+)
+
+// rotateKey re-seals every stored connection from INCASSO_SECRET_KEY_OLD to
+// INCASSO_SECRET_KEY. Run it once, then restart the pollers with the new key
+// (an interrupted run can be repeated).
+func rotateKey(ctx context.Context, cfg Config, environ []string, out io.Writer) error {
+	var oldRaw string
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "INCASSO_SECRET_KEY_OLD="); ok {
+			oldRaw = v
+		}
+	}
+	if oldRaw == "" {
+		return errors.New("INCASSO_SECRET_KEY_OLD: required (the key the tokens are sealed with now)")
+	}
+	oldKey, err := kvstore.ParseSecretKey(oldRaw)
+	if err != nil {
+		return fmt.Errorf("INCASSO_SECRET_KEY_OLD: %w", err)
+	}
+	newKey, err := kvstore.ParseSecretKey(cfg.SecretKey)
+	if err != nil {
+		return fmt.Errorf("INCASSO_SECRET_KEY: %w", err)
+	}
+	nc, err := natsrv.Open(natsrv.OpenConfig{URL: cfg.NATSURL, Creds: cfg.NATSCreds, EmbeddedAddr: cfg.NATSAddr, StoreDir: cfg.DataDir + "/nats", Name: "incasso-rotate-key"})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	nw, err := kvstore.NewTokens(ctx, nc.JS, newKey, kvstore.BucketConfig{Replicas: cfg.Replicas})
+	if err != nil {
+		return err
+	}
+	old, err := nw.Open(oldKey)
+	if err != nil {
+		return err
+	}
+	n, err := nw.Rekey(ctx, old)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "re-sealed %d connection(s) with the new INCASSO_SECRET_KEY\n", n)
+	return nil
+}

@@ -1,0 +1,103 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	mail "github.com/wneessen/go-mail"
+
+	"github.com/incasso-io/incasso/internal/dunning"
+)
+
+// SMTPConfig is an SMTP submission server (the e-mail provider, or the
+// certified-mail provider for PEC).
+type SMTPConfig struct {
+	Host     string
+	Port     int
+	Username string
+	Password string
+	From     string // sender address (for PEC, the company's PEC mailbox)
+	TLS      string // "none", "starttls" (default), "tls"
+	Timeout  time.Duration
+	Domain   string // Message-ID domain
+}
+
+// Email sends reminders by e-mail (or PEC, with PEC set).
+type Email struct {
+	Config SMTPConfig
+	// PEC sends to the client's certified address instead of the ordinary one.
+	PEC bool
+}
+
+var _ dunning.Sender = (*Email)(nil)
+
+// Send implements dunning.Sender. SMTP 5xx answers are permanent (the
+// message is refused: a bounce); connection failures and 4xx are temporary.
+func (e *Email) Send(ctx context.Context, m dunning.Message) error {
+	to := m.Client.Email
+	if e.PEC {
+		to = m.Client.PEC
+	}
+	if to == "" {
+		kind := "e-mail"
+		if e.PEC {
+			kind = "PEC"
+		}
+		return fmt.Errorf("%w: client %q has no %s address", dunning.ErrPermanent, m.Client.Name, kind)
+	}
+	r, err := Render(m)
+	if err != nil {
+		return fmt.Errorf("%w: render: %v", dunning.ErrPermanent, err)
+	}
+	msg := mail.NewMsg()
+	if err := msg.From(e.Config.From); err != nil {
+		return fmt.Errorf("%w: from %q: %v", dunning.ErrPermanent, e.Config.From, err)
+	}
+	if err := msg.To(to); err != nil {
+		return fmt.Errorf("%w: recipient %q: %v", dunning.ErrPermanent, to, err)
+	}
+	domain := e.Config.Domain
+	if domain == "" {
+		domain = "incasso.local"
+		if _, d, ok := strings.Cut(e.Config.From, "@"); ok {
+			domain = strings.Trim(d, "> ")
+		}
+	}
+	msg.SetMessageIDWithValue(m.MessageID + "@" + domain)
+	msg.SetGenHeader(mail.Header("Auto-Submitted"), "auto-generated")
+	msg.SetGenHeader(mail.Header("X-Incasso-Stage"), m.Stage)
+	msg.Subject(r.Subject)
+	msg.SetBodyString(mail.TypeTextPlain, r.Text)
+	msg.AddAlternativeString(mail.TypeTextHTML, r.HTML)
+
+	opts := []mail.Option{mail.WithPort(e.Config.Port), mail.WithTimeout(max(e.Config.Timeout, 5*time.Second))}
+	switch e.Config.TLS {
+	case "none":
+		opts = append(opts, mail.WithTLSPortPolicy(mail.NoTLS))
+	case "tls":
+		opts = append(opts, mail.WithSSLPort(false))
+	default:
+		opts = append(opts, mail.WithTLSPortPolicy(mail.TLSMandatory))
+	}
+	if e.Config.Port != 0 {
+		opts = append(opts, mail.WithPort(e.Config.Port))
+	}
+	if e.Config.Username != "" {
+		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthPlain), mail.WithUsername(e.Config.Username), mail.WithPassword(e.Config.Password))
+	}
+	c, err := mail.NewClient(e.Config.Host, opts...)
+	if err != nil {
+		return fmt.Errorf("%w: smtp client: %v", dunning.ErrPermanent, err)
+	}
+	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
+		var se *mail.SendError
+		if errors.As(err, &se) && !se.IsTemp() && se.ErrorCode() >= 500 {
+			return fmt.Errorf("%w: %v", dunning.ErrPermanent, err)
+		}
+		return fmt.Errorf("smtp %s: %w", e.Config.Host, err)
+	}
+	return nil
+}

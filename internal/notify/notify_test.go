@@ -1,0 +1,131 @@
+package notify_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/incasso-io/incasso/internal/dunning"
+	"github.com/incasso-io/incasso/internal/notify"
+	"github.com/incasso-io/incasso/internal/policy"
+	rcv "github.com/incasso-io/incasso/internal/receivables"
+)
+
+func msg(lang, tpl string, interest bool) dunning.Message {
+	inv := rcv.Invoice{CompanyID: 1, ID: 2, Kind: rcv.KindInvoice, Number: "42/A", Date: rcv.MustDate("2026-09-01"),
+		Client:       rcv.Client{Name: "Rossi & Figli S.r.l.", Email: "a@b.it", PEC: "a@pec.it"},
+		Installments: []rcv.Installment{{ID: 1, DueDate: rcv.MustDate("2026-10-01"), Amount: decimal.RequireFromString("12345.6"), Status: rcv.NotPaid}}}
+	it := dunning.Item{Invoice: inv, Stage: policy.Stage{Name: "x", Template: tpl, Interest: interest}, DaysOverdue: 20}
+	if interest {
+		it.Interest, it.Compensation = decimal.RequireFromString("77.1"), decimal.NewFromInt(40)
+	}
+	return dunning.Message{CompanyID: 1, Client: inv.Client, Template: tpl, Language: lang, Items: []dunning.Item{it}, Platform: "coll", MessageID: "dunning-abc"}
+}
+
+func TestEuroItalianStyle(t *testing.T) {
+	for in, want := range map[string]string{"0": "0,00", "1234567.891": "1.234.567,89", "-40": "-40,00", "999.5": "999,50"} {
+		if got := notify.Euro(decimal.RequireFromString(in)); got != want {
+			t.Errorf("%s: got %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestTemplatesItalianAndEnglish(t *testing.T) {
+	it, err := notify.Render(msg("it", "formal_notice", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"Diffida", "Rossi & Figli", "12.345,60", "77,10", "40,00", "12.462,70", "01/10/2026", "20 gg di ritardo", "231/2002"} {
+		if !strings.Contains(it.Subject+it.Text+it.HTML, w) {
+			t.Errorf("italian notice lacks %q", w)
+		}
+	}
+	if !strings.Contains(it.HTML, "Rossi &amp; Figli") {
+		t.Error("HTML not escaped")
+	}
+	en, err := notify.Render(msg("en", "reminder", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(en.Subject, "Payment reminder") || !strings.Contains(en.Text, "still unpaid") || strings.Contains(en.Text, "Gentile") {
+		t.Errorf("english reminder: %q\n%s", en.Subject, en.Text)
+	}
+	fallback, _ := notify.Render(msg("de", "courtesy", false))
+	if !strings.Contains(fallback.Subject, "Promemoria") {
+		t.Errorf("unknown language falls back to Italian: %q", fallback.Subject)
+	}
+}
+
+// A receiver can verify the hand-off: signature over timestamp and body.
+func TestHandoffSignatureVerifiableByReceiver(t *testing.T) {
+	secret := []byte("platform-secret-0123456789")
+	var attempts atomic.Int32
+	var got atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if attempts.Add(1) == 1 {
+			w.WriteHeader(503) // retried
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		if err := notify.Verify(secret, r.Header.Get(notify.TimestampHeader), r.Header.Get(notify.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		if r.Header.Get("Content-Type") != "application/cloudevents+json" {
+			http.Error(w, "not a structured cloudevent", 400)
+			return
+		}
+		got.Store(body)
+		w.WriteHeader(202)
+	}))
+	defer srv.Close()
+	wh := &notify.Webhook{Platforms: map[string]notify.Platform{"coll": {URL: srv.URL, Secret: secret}}, Backoff: 10 * time.Millisecond}
+	if err := wh.Send(context.Background(), msg("it", "handoff", true)); err != nil {
+		t.Fatal(err)
+	}
+	var ce struct {
+		Type string `json:"type"`
+		Data struct {
+			Total    string `json:"total_due"`
+			Invoices []any  `json:"invoices"`
+			Client   struct {
+				PEC string `json:"PEC"`
+			} `json:"client"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(got.Load().([]byte), &ce); err != nil {
+		t.Fatal(err)
+	}
+	if ce.Type != "dunning.escalated" || ce.Data.Total != "12462.70" || len(ce.Data.Invoices) != 1 {
+		t.Errorf("dossier: %+v", ce)
+	}
+	// A tampered body or an old timestamp fails verification.
+	body := got.Load().([]byte)
+	ts := time.Now().Unix()
+	sig := notify.Sign(secret, ts, body)
+	if notify.Verify(secret, itoa(ts), sig, append(body, ' '), time.Now(), time.Minute) == nil {
+		t.Error("tampered body verified")
+	}
+	if notify.Verify(secret, itoa(ts-3600), notify.Sign(secret, ts-3600, body), body, time.Now(), 5*time.Minute) == nil {
+		t.Error("an hour-old signature verified")
+	}
+	// Refused by the platform: permanent.
+	bad := &notify.Webhook{Platforms: map[string]notify.Platform{"coll": {URL: srv.URL + "/nope", Secret: []byte("wrong")}}, Backoff: time.Millisecond}
+	if err := bad.Send(context.Background(), msg("it", "handoff", true)); err == nil {
+		t.Error("refused hand-off reported as sent")
+	}
+	if notify.AllowedHost("https://evil.example/x", []string{"platform.example"}) || !notify.AllowedHost("https://platform.example/h", []string{"platform.example"}) {
+		t.Error("host allow-list")
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

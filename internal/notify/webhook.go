@@ -1,0 +1,183 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/incasso-io/incasso/internal/dunning"
+)
+
+// Signature headers of hand-offs. The signature is HMAC-SHA256 over
+// "<timestamp>.<body>" with the platform's secret, hex-encoded:
+//
+//	Incasso-Timestamp: 1764000000
+//	Incasso-Signature: v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd
+//
+// A receiver recomputes it, compares in constant time, and refuses
+// timestamps older than 5 minutes (replays).
+const (
+	TimestampHeader = "Incasso-Timestamp"
+	SignatureHeader = "Incasso-Signature"
+)
+
+// Sign returns the v1 signature of body at timestamp ts.
+func Sign(secret []byte, ts int64, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(strconv.FormatInt(ts, 10) + "."))
+	mac.Write(body)
+	return "v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// Verify checks a hand-off request's signature as a receiver would.
+func Verify(secret []byte, ts, sig string, body []byte, now time.Time, tolerance time.Duration) error {
+	t, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return fmt.Errorf("bad timestamp")
+	}
+	if d := now.Sub(time.Unix(t, 0)); d > tolerance || d < -tolerance {
+		return fmt.Errorf("timestamp outside tolerance")
+	}
+	if !hmac.Equal([]byte(Sign(secret, t, body)), []byte(sig)) {
+		return fmt.Errorf("signature mismatch")
+	}
+	return nil
+}
+
+// Platform is a collection platform receiving hand-offs.
+type Platform struct {
+	URL    string
+	Secret []byte
+}
+
+// Webhook hands cases off to collection platforms: a structured-mode
+// CloudEvent (HTTP binding, JSON) carrying the dossier, signed, retried with
+// backoff; only configured hosts can be called.
+type Webhook struct {
+	Platforms  map[string]Platform // by policy platform name
+	HTTPClient *http.Client
+	Retries    int           // default 4
+	Backoff    time.Duration // default 1s, doubling
+	Now        func() time.Time
+}
+
+var _ dunning.Sender = (*Webhook)(nil)
+
+// Dossier is the data of dunning.escalated hand-offs.
+type Dossier struct {
+	CompanyID int64          `json:"company_id"`
+	Client    any            `json:"client"`
+	Invoices  []dossierItem  `json:"invoices"`
+	History   []dunning.Sent `json:"history"`
+	Total     string         `json:"total_due"`
+}
+
+type dossierItem struct {
+	Invoice      any    `json:"invoice"`
+	DaysOverdue  int    `json:"days_overdue"`
+	AmountDue    string `json:"amount_due"`
+	Interest     string `json:"interest"`
+	Compensation string `json:"compensation"`
+}
+
+// DossierOf builds the hand-off data of a message.
+func DossierOf(m dunning.Message) Dossier {
+	d := Dossier{CompanyID: m.CompanyID, Client: m.Client, History: m.History}
+	total := m.Items[0].Invoice.AmountDue().Sub(m.Items[0].Invoice.AmountDue())
+	for _, it := range m.Items {
+		d.Invoices = append(d.Invoices, dossierItem{Invoice: it.Invoice, DaysOverdue: it.DaysOverdue, AmountDue: it.Invoice.AmountDue().StringFixed(2),
+			Interest: it.Interest.StringFixed(2), Compensation: it.Compensation.StringFixed(2)})
+		total = total.Add(it.Invoice.AmountDue()).Add(it.Interest).Add(it.Compensation)
+	}
+	d.Total = total.StringFixed(2)
+	return d
+}
+
+// Send implements dunning.Sender.
+func (w *Webhook) Send(ctx context.Context, m dunning.Message) error {
+	p, ok := w.Platforms[m.Platform]
+	if !ok {
+		return fmt.Errorf("%w: no collection platform %q configured", dunning.ErrPermanent, m.Platform)
+	}
+	if _, err := url.Parse(p.URL); err != nil {
+		return fmt.Errorf("%w: platform %q URL: %v", dunning.ErrPermanent, m.Platform, err)
+	}
+	e := event.New()
+	e.SetID(m.MessageID)
+	e.SetSource("/incasso/companies/" + strconv.FormatInt(m.CompanyID, 10))
+	e.SetType("dunning.escalated")
+	e.SetSubject("clients/" + m.Client.Name)
+	now := time.Now
+	if w.Now != nil {
+		now = w.Now
+	}
+	e.SetTime(now().UTC())
+	if err := e.SetData(event.ApplicationJSON, DossierOf(m)); err != nil {
+		return fmt.Errorf("%w: %v", dunning.ErrPermanent, err)
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("%w: %v", dunning.ErrPermanent, err)
+	}
+	hc := w.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 15 * time.Second}
+	}
+	retries, wait := w.Retries, w.Backoff
+	if retries <= 0 {
+		retries = 4
+	}
+	if wait <= 0 {
+		wait = time.Second
+	}
+	var last error
+	for attempt := 0; attempt <= retries; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+			wait *= 2
+		}
+		ts := now().Unix()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/cloudevents+json")
+		req.Header.Set(TimestampHeader, strconv.FormatInt(ts, 10))
+		req.Header.Set(SignatureHeader, Sign(p.Secret, ts, body))
+		resp, err := hc.Do(req)
+		if err != nil {
+			last = err
+			continue
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode >= 200 && resp.StatusCode < 300:
+			return nil
+		case resp.StatusCode == 408 || resp.StatusCode == 429 || resp.StatusCode >= 500:
+			last = fmt.Errorf("platform %s: HTTP %d", m.Platform, resp.StatusCode)
+		default:
+			return fmt.Errorf("%w: platform %s refused the hand-off: HTTP %d", dunning.ErrPermanent, m.Platform, resp.StatusCode)
+		}
+	}
+	return fmt.Errorf("hand-off to %s: %w", m.Platform, last)
+}
+
+// AllowedHost reports whether a hand-off URL's host is in the allow-list.
+func AllowedHost(raw string, hosts []string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && slices.Contains(hosts, u.Hostname())
+}

@@ -1,0 +1,514 @@
+package dunning_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/shopspring/decimal"
+
+	"github.com/incasso-io/incasso/internal/audit"
+	"github.com/incasso-io/incasso/internal/calendar"
+	"github.com/incasso-io/incasso/internal/dunning"
+	"github.com/incasso-io/incasso/internal/fic"
+	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/interest"
+	"github.com/incasso-io/incasso/internal/kvstore"
+	"github.com/incasso-io/incasso/internal/natstest"
+	"github.com/incasso-io/incasso/internal/notify"
+	"github.com/incasso-io/incasso/internal/policy"
+	rcv "github.com/incasso-io/incasso/internal/receivables"
+)
+
+// mailbox is a real SMTP server (emersion/go-smtp) collecting messages.
+type mailbox struct {
+	mu   sync.Mutex
+	msgs []mailMsg
+	fail int // next N deliveries are refused with 550
+}
+
+type mailMsg struct {
+	To   []string
+	Data string
+}
+
+type session struct {
+	mb *mailbox
+	m  mailMsg
+}
+
+func (b *mailbox) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{mb: b}, nil }
+func (s *session) Mail(string, *smtp.MailOptions) error        { return nil }
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.mb.mu.Lock()
+	defer s.mb.mu.Unlock()
+	if s.mb.fail > 0 {
+		s.mb.fail--
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
+	s.m.To = append(s.m.To, to)
+	return nil
+}
+func (s *session) Data(r io.Reader) error {
+	b, _ := io.ReadAll(r)
+	s.m.Data = string(b)
+	s.mb.mu.Lock()
+	s.mb.msgs = append(s.mb.msgs, s.m)
+	s.mb.mu.Unlock()
+	return nil
+}
+func (s *session) Reset()        { s.m = mailMsg{} }
+func (s *session) Logout() error { return nil }
+
+func (b *mailbox) all() []mailMsg {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]mailMsg(nil), b.msgs...)
+}
+
+func startSMTP(t *testing.T) (*mailbox, notify.SMTPConfig) {
+	mb := &mailbox{}
+	s := smtp.NewServer(mb)
+	s.Domain = "localhost"
+	s.AllowInsecureAuth = true
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(ln) }()
+	t.Cleanup(func() { s.Close() })
+	port := ln.Addr().(*net.TCPAddr).Port
+	return mb, notify.SMTPConfig{Host: "127.0.0.1", Port: port, From: "crediti@example.it", TLS: "none"}
+}
+
+type outcomes struct {
+	mu  sync.Mutex
+	got []dunning.Outcome
+}
+
+func (o *outcomes) Publish(_ context.Context, x dunning.Outcome) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.got = append(o.got, x)
+	return nil
+}
+
+func (o *outcomes) types() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []string
+	for _, x := range o.got {
+		out = append(out, x.Type)
+	}
+	return out
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+func rome(s string) time.Time {
+	t, err := time.ParseInLocation("2006-01-02 15:04", s, rcv.Rome)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+type flakyOutbox struct {
+	dunning.Outbox
+	failComplete bool
+}
+
+func (f *flakyOutbox) Complete(ctx context.Context, key string, r dunning.OutboxRecord) error {
+	if f.failComplete && r.State == dunning.OutboxSent {
+		return errors.New("simulated crash after send, before the outbox record")
+	}
+	return f.Outbox.Complete(ctx, key, r)
+}
+
+type env struct {
+	sim  *ficsim.Server
+	cid  int64
+	eng  *dunning.Engine
+	mail *mailbox
+	pec  *mailbox
+	out  *outcomes
+	clk  *clock
+	obox *flakyOutbox
+	src  *fic.Source
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	sim, err := ficsim.New(ficsim.Config{Seed: 9, Companies: 1, Invoices: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(func() { srv.Close(); sim.Close() })
+	client, _ := fic.New(fic.Config{BaseURL: srv.URL, RetryBase: time.Millisecond, Quotas: fic.NewQuotas(fic.Limits{Disabled: true}, nil)}, fic.StaticToken(sim.Token()))
+	_, _, js := natstest.MustRunJetStream(t)
+	ctx := context.Background()
+	cases, _ := kvstore.NewCases(ctx, js, kvstore.BucketConfig{})
+	clients, _ := kvstore.NewClients(ctx, js, kvstore.BucketConfig{})
+	ob, _ := kvstore.NewOutbox(ctx, js, kvstore.BucketConfig{})
+	au, err := audit.New(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, smtpCfg := startSMTP(t)
+	pec, pecCfg := startSMTP(t)
+	cal, _ := calendar.New("09:00", "18:00")
+	e := &env{sim: sim, cid: sim.CompanyIDs()[0], mail: mb, pec: pec, out: &outcomes{}, clk: &clock{}, obox: &flakyOutbox{Outbox: ob}, src: &fic.Source{Client: client}}
+	hook := httptest.NewServer(nil)
+	t.Cleanup(hook.Close)
+	e.eng = &dunning.Engine{
+		Cases: cases, Clients: clients, Outbox: e.obox, Audit: au, Outcomes: e.out,
+		Fresh:    func(int64) (dunning.Fresh, error) { return e.src, nil },
+		Senders:  map[policy.Channel]dunning.Sender{policy.Email: &notify.Email{Config: smtpCfg}, policy.PEC: &notify.Email{Config: pecCfg, PEC: true}, policy.Webhook: &capture{}},
+		Policies: policy.Default(), Calendar: cal, Rates: interest.Default(), Now: e.clk.Now,
+	}
+	return e
+}
+
+// capture is a hand-off channel recording messages.
+type capture struct {
+	mu   sync.Mutex
+	msgs []dunning.Message
+}
+
+func (c *capture) Send(_ context.Context, m dunning.Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.msgs = append(c.msgs, m)
+	return nil
+}
+
+// invoice creates an invoice in ficsim due on due and feeds invoice.created.
+func (e *env) invoice(t *testing.T, due string, clientID int64) rcv.Invoice {
+	t.Helper()
+	nd := ficsim.NewDocument{Installments: 1, DueDates: []string{due}, Date: rcv.MustDate(due).AddDays(-30).String(), ClientID: clientID}
+	m, err := e.sim.CreateDocument(e.cid, nd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := e.src.Invoice(context.Background(), e.cid, m["id"].(int64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.eng.HandleEvent(context.Background(), rcv.InvoiceCreated, inv); err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+func (e *env) wake(t *testing.T, at string, id int64) {
+	t.Helper()
+	e.clk.Set(rome(at))
+	if err := e.eng.Wake(context.Background(), e.cid, id); err != nil {
+		t.Fatalf("wake at %s: %v", at, err)
+	}
+}
+
+func TestStageProgressionWithCalendar(t *testing.T) {
+	e := newEnv(t)
+	e.clk.Set(rome("2027-01-04 10:00"))
+	// Due Friday 2027-01-15: courtesy -3 = Tue 12th; +1 = Sat 16th -> Mon 18th;
+	// +8 = Sat 23rd -> Mon 25th; +15 = Sat 30th -> Mon Feb 1st (PEC);
+	// +30 = Sun Feb 14th -> Mon 15th (hand-off).
+	inv := e.invoice(t, "2027-01-15", 0)
+	c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
+	if c.State != dunning.Active || !c.WakeAt.Equal(rome("2027-01-12 09:00")) {
+		t.Fatalf("case %+v", c)
+	}
+	steps := []struct {
+		at         string
+		mails, pec int
+	}{
+		{"2027-01-12 08:59", 0, 0}, // before the window
+		{"2027-01-12 09:00", 1, 0}, // courtesy
+		{"2027-01-12 15:00", 1, 0}, // not twice
+		{"2027-01-16 10:00", 1, 0}, // Saturday: nothing
+		{"2027-01-18 09:30", 2, 0}, // first reminder, shifted to Monday
+		{"2027-01-25 20:00", 2, 0}, // quiet hours
+		{"2027-01-26 09:00", 3, 0}, // second reminder (the evening before was outside the window)
+		{"2027-02-01 11:00", 3, 1}, // formal notice by PEC
+	}
+	for _, s := range steps {
+		e.wake(t, s.at, inv.ID)
+		if got := len(e.mail.all()); got != s.mails {
+			t.Fatalf("at %s: %d e-mails, want %d", s.at, got, s.mails)
+		}
+		if got := len(e.pec.all()); got != s.pec {
+			t.Fatalf("at %s: %d PEC, want %d", s.at, got, s.pec)
+		}
+	}
+	mail := e.mail.all()[0].Data
+	for _, want := range []string{"Auto-Submitted: auto-generated", "Message-ID: <dunning-", "in scadenza", "Promemoria"} {
+		if !strings.Contains(mail, want) {
+			t.Errorf("courtesy e-mail lacks %q", want)
+		}
+	}
+	pec := e.pec.all()[0]
+	if !strings.Contains(pec.Data, "diffidiamo") || !strings.Contains(pec.Data, "231/2002") || pec.To[0] != inv.Client.PEC {
+		t.Errorf("formal notice: to %v\n%.600s", pec.To, pec.Data)
+	}
+	e.wake(t, "2027-02-15 09:00", inv.ID)
+	c, _, _ = e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
+	if c.State != dunning.Escalated {
+		t.Fatalf("after hand-off: %s", c.State)
+	}
+	ho := e.eng.Senders[policy.Webhook].(*capture)
+	if len(ho.msgs) != 1 || !ho.msgs[0].Items[0].Interest.IsPositive() || ho.msgs[0].Items[0].Compensation.String() != "40" || len(ho.msgs[0].History) != 4 {
+		t.Errorf("hand-off dossier: %+v", ho.msgs)
+	}
+	types := strings.Join(e.out.types(), ",")
+	if strings.Count(types, "dunning.reminder_sent") != 4 || !strings.Contains(types, "dunning.escalated") {
+		t.Errorf("outcomes: %s", types)
+	}
+	tl, err := e.eng.Audit.Timeline(context.Background(), e.cid, inv.ID)
+	if err != nil || len(tl) < 6 {
+		t.Errorf("timeline: %d entries, %v", len(tl), err)
+	}
+}
+
+func TestNeverRemindAPaidInvoice(t *testing.T) {
+	e := newEnv(t)
+	e.clk.Set(rome("2027-01-04 10:00"))
+	a := e.invoice(t, "2027-01-15", 0)
+	b := e.invoice(t, "2027-01-22", 0)
+	// a: paid and the event arrives before the stage -> closed, nothing sent.
+	paid, _ := e.sim.Pay(e.cid, a.ID, ficsim.PaymentSpec{PaidDate: "2027-01-10"})
+	_ = paid
+	inv, _ := e.src.Invoice(context.Background(), e.cid, a.ID)
+	if err := e.eng.HandleEvent(context.Background(), rcv.InvoicePaid, inv); err != nil {
+		t.Fatal(err)
+	}
+	e.wake(t, "2027-01-12 09:00", a.ID)
+	// b: paid in FIC but the event has not arrived: the freshness GET aborts.
+	if _, err := e.sim.Pay(e.cid, b.ID, ficsim.PaymentSpec{}); err != nil {
+		t.Fatal(err)
+	}
+	e.wake(t, "2027-01-19 09:00", b.ID)
+	if n := len(e.mail.all()); n != 0 {
+		t.Fatalf("%d reminders to a client who paid", n)
+	}
+	for _, id := range []int64{a.ID, b.ID} {
+		c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, id)
+		if c.State != dunning.Closed || c.ClosedReason != dunning.ReasonPaid {
+			t.Errorf("case %d: %s %s", id, c.State, c.ClosedReason)
+		}
+	}
+}
+
+func TestCrashBetweenSendAndRecordNeverResends(t *testing.T) {
+	e := newEnv(t)
+	e.clk.Set(rome("2027-01-04 10:00"))
+	inv := e.invoice(t, "2027-01-15", 0)
+	e.obox.failComplete = true
+	e.clk.Set(rome("2027-01-12 09:00"))
+	if err := e.eng.Wake(context.Background(), e.cid, inv.ID); err == nil {
+		t.Fatal("want the simulated crash")
+	}
+	e.obox.failComplete = false
+	e.wake(t, "2027-01-12 09:05", inv.ID) // redelivery after the crash
+	e.wake(t, "2027-01-12 10:00", inv.ID)
+	if n := len(e.mail.all()); n != 1 {
+		t.Fatalf("%d e-mails, want exactly 1", n)
+	}
+	c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
+	if len(c.Attention) != 1 || !strings.Contains(c.Attention[0], "possibly sent") {
+		t.Errorf("ops not told: %v", c.Attention)
+	}
+}
+
+func TestGroupingOneMessagePerClient(t *testing.T) {
+	e := newEnv(t)
+	e.clk.Set(rome("2027-01-04 10:00"))
+	docs, _ := e.sim.Documents(e.cid)
+	client := docs[0]["entity"].(map[string]any)["id"].(int64)
+	a := e.invoice(t, "2027-01-15", client)
+	b := e.invoice(t, "2027-01-15", client)
+	e.wake(t, "2027-01-12 09:00", a.ID)
+	e.wake(t, "2027-01-12 09:01", b.ID)
+	msgs := e.mail.all()
+	if len(msgs) != 1 || !strings.Contains(msgs[0].Data, a.Number) || !strings.Contains(msgs[0].Data, b.Number) {
+		t.Fatalf("%d messages; want one listing both invoices", len(msgs))
+	}
+}
+
+func TestPauseDisputePromiseAndResume(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.clk.Set(rome("2027-01-04 10:00"))
+	inv := e.invoice(t, "2027-01-15", 0)
+	if _, err := e.eng.SetState(ctx, e.cid, inv.ID, dunning.Paused, rcv.MustDate("2027-01-20"), "maria", "client on holiday"); err != nil {
+		t.Fatal(err)
+	}
+	e.wake(t, "2027-01-12 09:00", inv.ID)
+	if len(e.mail.all()) != 0 {
+		t.Fatal("sent while paused")
+	}
+	e.wake(t, "2027-01-21 09:00", inv.ID) // pause over: resumes by itself and runs the due stage
+	if len(e.mail.all()) != 1 {
+		t.Fatalf("after the pause: %d e-mails", len(e.mail.all()))
+	}
+	if _, err := e.eng.SetState(ctx, e.cid, inv.ID, dunning.Disputed, rcv.Date{}, "maria", "contested"); err != nil {
+		t.Fatal(err)
+	}
+	e.wake(t, "2027-01-26 09:00", inv.ID)
+	if len(e.mail.all()) != 1 {
+		t.Fatal("sent while disputed")
+	}
+	if _, err := e.eng.SetState(ctx, e.cid, inv.ID, dunning.Promised, rcv.MustDate("2027-01-28"), "maria", "promised by phone"); err != nil {
+		t.Fatal(err)
+	}
+	e.wake(t, "2027-01-29 09:00", inv.ID)
+	if len(e.mail.all()) != 2 {
+		t.Fatalf("promise expired unpaid: %d e-mails, want 2", len(e.mail.all()))
+	}
+	if _, err := e.eng.SetState(ctx, e.cid, inv.ID, dunning.Paused, rcv.MustDate("2020-01-01"), "maria", ""); !errors.Is(err, dunning.ErrInvalid) {
+		t.Errorf("pause in the past: %v", err)
+	}
+	if _, err := e.eng.SetState(ctx, e.cid, inv.ID, dunning.Active, rcv.Date{}, "", ""); !errors.Is(err, dunning.ErrInvalid) {
+		t.Errorf("no operator: %v", err)
+	}
+	types := strings.Join(e.out.types(), ",")
+	for _, w := range []string{"dunning.paused", "dunning.resumed"} {
+		if !strings.Contains(types, w) {
+			t.Errorf("no %s in %s", w, types)
+		}
+	}
+}
+
+func TestBounceBecomesDeliveryFailed(t *testing.T) {
+	e := newEnv(t)
+	e.clk.Set(rome("2027-01-04 10:00"))
+	inv := e.invoice(t, "2027-01-15", 0)
+	e.mail.fail = 1
+	e.wake(t, "2027-01-12 09:00", inv.ID)
+	c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
+	if len(c.Attention) != 1 || !strings.Contains(c.Attention[0], "delivery failed") {
+		t.Errorf("attention: %v", c.Attention)
+	}
+	if !strings.Contains(strings.Join(e.out.types(), ","), "dunning.delivery_failed") {
+		t.Errorf("outcomes: %v", e.out.types())
+	}
+}
+
+func TestCreditNoteClosesTheCase(t *testing.T) {
+	e := newEnv(t)
+	e.clk.Set(rome("2027-01-04 10:00"))
+	inv := e.invoice(t, "2027-01-15", 0)
+	cn := inv
+	cn.ID, cn.Kind, cn.Number, cn.RefNumber = inv.ID+1000, rcv.KindCreditNote, "1/NC", inv.Number
+	cn.Gross = inv.AmountDue().Div(decimal.NewFromInt(2))
+	if err := e.eng.HandleEvent(context.Background(), rcv.CreditNoteCreated, cn); err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
+	if c.State != dunning.Active || len(c.Attention) != 1 {
+		t.Fatalf("partial credit: %s %v", c.State, c.Attention)
+	}
+	cn.ID, cn.Number, cn.Gross = cn.ID+1, "2/NC", inv.Gross
+	if err := e.eng.HandleEvent(context.Background(), rcv.CreditNoteCreated, cn); err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ = e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
+	if c.State != dunning.Closed || c.ClosedReason != dunning.ReasonCredited {
+		t.Fatalf("full credit: %s %s", c.State, c.ClosedReason)
+	}
+	e.wake(t, "2027-01-12 09:00", inv.ID)
+	if len(e.mail.all()) != 0 {
+		t.Error("reminder for a credited invoice")
+	}
+	if !strings.Contains(strings.Join(e.out.types(), ","), "dunning.closed") {
+		t.Errorf("outcomes %v", e.out.types())
+	}
+}
+
+func TestStageOnAHolidayMovesToTheNextWorkingDay(t *testing.T) {
+	e := newEnv(t)
+	e.clk.Set(rome("2027-09-20 10:00"))
+	// Due Friday 2027-10-01: first reminder +1 = Sat 2nd -> Mon 4th is San
+	// Francesco (national holiday from 2026) -> Tue 5th.
+	inv := e.invoice(t, "2027-10-01", 0)
+	e.wake(t, "2027-09-28 09:00", inv.ID) // courtesy
+	e.wake(t, "2027-10-04 10:00", inv.ID)
+	if n := len(e.mail.all()); n != 1 {
+		t.Fatalf("sent on the holiday: %d", n)
+	}
+	c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
+	if !c.WakeAt.Equal(rome("2027-10-05 09:00")) {
+		t.Errorf("wake at %v, want Tuesday 5 October 09:00", c.WakeAt)
+	}
+	e.wake(t, "2027-10-05 09:00", inv.ID)
+	if n := len(e.mail.all()); n != 2 {
+		t.Fatalf("after the holiday: %d", n)
+	}
+}
+
+func TestPreviewIsADryRunAndAging(t *testing.T) {
+	e := newEnv(t)
+	e.clk.Set(rome("2027-01-04 10:00"))
+	inv := e.invoice(t, "2027-01-15", 0)
+	items, err := e.eng.Preview(context.Background(), e.cid, rcv.MustDate("2027-01-12"))
+	if err != nil || len(items) != 1 || items[0].Stage != "courtesy" || items[0].InvoiceID != inv.ID {
+		t.Fatalf("preview: %+v %v", items, err)
+	}
+	if none, _ := e.eng.Preview(context.Background(), e.cid, rcv.MustDate("2027-01-16")); len(none) != 0 {
+		t.Errorf("preview on a Saturday: %+v", none)
+	}
+	c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
+	if len(e.mail.all()) != 0 || len(c.Sent) != 0 || c.Stage != 0 {
+		t.Error("preview changed something")
+	}
+	ag, err := e.eng.AgingReport(context.Background(), e.cid, rcv.MustDate("2027-02-20"))
+	if err != nil || ag.Invoices != 1 || ag.Buckets["31-60"] != inv.AmountDue().StringFixed(2) {
+		t.Errorf("aging: %+v %v", ag, err)
+	}
+}
+
+func TestWriteOff(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.clk.Set(rome("2027-01-04 10:00"))
+	inv := e.invoice(t, "2027-01-15", 0)
+	if _, err := e.eng.SetState(ctx, e.cid, inv.ID, dunning.Closed, rcv.Date{}, "maria", ""); !errors.Is(err, dunning.ErrInvalid) {
+		t.Errorf("write-off without reason: %v", err)
+	}
+	c, err := e.eng.SetState(ctx, e.cid, inv.ID, dunning.Closed, rcv.Date{}, "maria", "client insolvent")
+	if err != nil || c.State != dunning.Closed || c.ClosedReason != dunning.ReasonWrittenOff {
+		t.Fatalf("write-off: %+v %v", c, err)
+	}
+	e.wake(t, "2027-01-12 09:00", inv.ID)
+	if len(e.mail.all()) != 0 {
+		t.Error("reminder after a write-off")
+	}
+}
+
+func TestUnconfiguredChannelNeedsOpsNotRetries(t *testing.T) {
+	e := newEnv(t)
+	delete(e.eng.Senders, policy.Webhook)
+	e.clk.Set(rome("2027-01-04 10:00"))
+	inv := e.invoice(t, "2026-11-20", 0) // opened 45 days late: the hand-off stage is due
+	e.wake(t, "2027-01-04 10:00", inv.ID)
+	c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
+	if len(c.Attention) == 0 || !strings.Contains(c.Attention[0], "no webhook channel") {
+		t.Fatalf("attention: %v", c.Attention)
+	}
+	if !strings.Contains(strings.Join(e.out.types(), ","), "dunning.delivery_failed") {
+		t.Errorf("outcomes: %v", e.out.types())
+	}
+}

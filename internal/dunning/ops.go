@@ -1,0 +1,220 @@
+package dunning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/incasso-io/incasso/internal/policy"
+	rcv "github.com/incasso-io/incasso/internal/receivables"
+)
+
+// ErrInvalid is a refused operator request (the API answers 4xx).
+var ErrInvalid = errors.New("dunning: invalid request")
+
+// RemindNow sends a stage now (default: the case's next stage), optionally
+// on one channel. The operator and reason are audited. The freshness check
+// and the outbox still apply: a paid invoice is not reminded, and a stage
+// already sent on a channel is not sent again.
+func (e *Engine) RemindNow(ctx context.Context, cid, id int64, stage string, ch policy.Channel, operator, reason string) (int, error) {
+	c, rev, err := e.Cases.Get(ctx, cid, id)
+	if err != nil {
+		return 0, err
+	}
+	if rev == 0 {
+		return 0, ErrNoCase
+	}
+	if c.State == Closed || c.State == Disputed {
+		return 0, fmt.Errorf("%w: the case is %s", ErrInvalid, c.State)
+	}
+	p := e.Policies.For(cid)
+	idx := c.Stage
+	if stage != "" {
+		if idx = StageIndex(p, stage); idx < 0 {
+			return 0, fmt.Errorf("%w: no stage %q in the policy", ErrInvalid, stage)
+		}
+	}
+	if idx >= len(p.Stages) {
+		return 0, fmt.Errorf("%w: every stage already ran", ErrInvalid)
+	}
+	if ch != "" && !contains(p.Stages[idx].Channels, ch) {
+		return 0, fmt.Errorf("%w: stage %s does not use channel %s", ErrInvalid, p.Stages[idx].Name, ch)
+	}
+	_ = e.Audit.Append(ctx, cid, id, AuditEntry{At: e.now(), Action: "remind_now", Stage: p.Stages[idx].Name, Channel: string(ch), Operator: operator, Reason: reason})
+	s := p.Stages[idx]
+	return e.run(ctx, cid, id, runOpts{force: &s, forceIdx: idx, channel: ch, operator: operator, reason: reason})
+}
+
+func contains(cs []policy.Channel, c policy.Channel) bool {
+	for _, x := range cs {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// SetState pauses (until a date), resumes, disputes, records a promise to
+// pay (until a date) or writes the invoice off (Closed). Operator and reason
+// are audited.
+func (e *Engine) SetState(ctx context.Context, cid, id int64, to State, until rcv.Date, operator, reason string) (*Case, error) {
+	today := rcv.DateIn(e.now(), rcv.Rome)
+	switch to {
+	case Paused, Promised:
+		if until.IsZero() || until.Before(today) {
+			return nil, fmt.Errorf("%w: %s needs a date from today on", ErrInvalid, to)
+		}
+	case Active, Disputed:
+	case Closed: // written off by an operator
+		if reason == "" {
+			return nil, fmt.Errorf("%w: a write-off needs a reason", ErrInvalid)
+		}
+	default:
+		return nil, fmt.Errorf("%w: cannot move a case to %q", ErrInvalid, to)
+	}
+	if operator == "" {
+		return nil, fmt.Errorf("%w: operator is required", ErrInvalid)
+	}
+	var from State
+	c, err := e.update(ctx, cid, id, func(c *Case, exists bool) (bool, error) {
+		if !exists {
+			return false, ErrNoCase
+		}
+		if c.State == Closed {
+			return false, fmt.Errorf("%w: the case is closed (%s)", ErrInvalid, c.ClosedReason)
+		}
+		from = c.State
+		c.State, c.Until = to, until
+		if to == Active {
+			c.Until = rcv.Date{}
+		}
+		if to == Closed {
+			c.ClosedReason, c.WakeAt = ReasonWrittenOff, time.Time{}
+			return true, nil
+		}
+		d := Decide(e.now(), c, e.Policies.For(cid), e.Calendar)
+		c.WakeAt = d.WakeAt
+		if d.Send != nil {
+			c.WakeAt = e.now()
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := e.transition(ctx, c, &Transition{From: from, To: to}, operator, reason); err != nil {
+		return nil, err
+	}
+	return c, e.schedule(ctx, c)
+}
+
+// PreviewItem is what would be sent on a date.
+type PreviewItem struct {
+	CompanyID int64    `json:"company_id"`
+	InvoiceID int64    `json:"invoice_id"`
+	Number    string   `json:"number"`
+	Client    string   `json:"client"`
+	Stage     string   `json:"stage"`
+	Channels  []string `json:"channels"`
+	At        string   `json:"at"`
+	AmountDue string   `json:"amount_due"`
+}
+
+// Preview lists what would be sent on day (dry run: nothing is sent or
+// changed).
+func (e *Engine) Preview(ctx context.Context, cid int64, day rcv.Date) ([]PreviewItem, error) {
+	cases, err := e.Cases.List(ctx, cid)
+	if err != nil {
+		return nil, err
+	}
+	var out []PreviewItem
+	for i := range cases {
+		c := &cases[i]
+		p := e.Policies.For(c.CompanyID)
+		// The first send instant of that day.
+		at := e.Calendar.SendTime(day.In(rcv.Rome))
+		if rcv.DateIn(at, rcv.Rome) != day {
+			continue // not a business day
+		}
+		d := Decide(e.Calendar.LastSendTime(day), c, p, e.Calendar)
+		if d.Send == nil {
+			continue
+		}
+		when := StageTime(c.Anchor(), d.Send, e.Calendar)
+		if rcv.DateIn(when, rcv.Rome).Before(day) {
+			when = at
+		}
+		var chs []string
+		for _, ch := range d.Send.Channels {
+			chs = append(chs, string(ch))
+		}
+		out = append(out, PreviewItem{CompanyID: c.CompanyID, InvoiceID: c.InvoiceID, Number: c.Invoice.Number, Client: c.Invoice.Client.Name,
+			Stage: d.Send.Name, Channels: chs, At: when.UTC().Format(time.RFC3339), AmountDue: c.Invoice.AmountDue().StringFixed(2)})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Client < out[j].Client || out[i].Client == out[j].Client && out[i].InvoiceID < out[j].InvoiceID
+	})
+	return out, nil
+}
+
+// Aging is the receivables aging of a company's open cases.
+type Aging struct {
+	CompanyID int64             `json:"company_id"`
+	Buckets   map[string]string `json:"buckets"` // "current", "0-30", "31-60", "61-90", "90+"
+	Open      string            `json:"open"`
+	Invoices  int               `json:"invoices"`
+	// DSO is days sales outstanding over the last 90 days:
+	// open receivables / invoiced in the period * 90.
+	DSO float64 `json:"dso"`
+}
+
+// AgingReport computes the aging of open (not closed) cases on day.
+func (e *Engine) AgingReport(ctx context.Context, cid int64, day rcv.Date) (Aging, error) {
+	cases, err := e.Cases.List(ctx, cid)
+	if err != nil {
+		return Aging{}, err
+	}
+	sums := map[string]decimal.Decimal{}
+	open, invoiced := decimal.Zero, decimal.Zero
+	n := 0
+	for _, c := range cases {
+		if !c.Invoice.Date.Before(day.AddDays(-90)) {
+			invoiced = invoiced.Add(c.Invoice.Payable())
+		}
+		if c.State == Closed {
+			continue
+		}
+		for _, in := range c.Invoice.Installments {
+			if !in.Open() {
+				continue
+			}
+			days := day.Sub(in.DueDate)
+			b := "current"
+			switch {
+			case days > 90:
+				b = "90+"
+			case days > 60:
+				b = "61-90"
+			case days > 30:
+				b = "31-60"
+			case days > 0:
+				b = "0-30"
+			}
+			sums[b] = sums[b].Add(in.Amount)
+			open = open.Add(in.Amount)
+		}
+		n++
+	}
+	a := Aging{CompanyID: cid, Buckets: map[string]string{}, Open: open.StringFixed(2), Invoices: n}
+	for _, b := range []string{"current", "0-30", "31-60", "61-90", "90+"} {
+		a.Buckets[b] = sums[b].StringFixed(2)
+	}
+	if invoiced.IsPositive() {
+		a.DSO, _ = open.Div(invoiced).Mul(decimal.NewFromInt(90)).Round(1).Float64()
+	}
+	return a, nil
+}

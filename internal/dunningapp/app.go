@@ -1,0 +1,259 @@
+package dunningapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/incasso-io/incasso/internal/audit"
+	"github.com/incasso-io/incasso/internal/calendar"
+	"github.com/incasso-io/incasso/internal/dunning"
+	"github.com/incasso-io/incasso/internal/events"
+	"github.com/incasso-io/incasso/internal/fic"
+	"github.com/incasso-io/incasso/internal/interest"
+	"github.com/incasso-io/incasso/internal/kvstore"
+	"github.com/incasso-io/incasso/internal/natsrv"
+	"github.com/incasso-io/incasso/internal/notify"
+	"github.com/incasso-io/incasso/internal/policy"
+	rcv "github.com/incasso-io/incasso/internal/receivables"
+	"github.com/incasso-io/incasso/internal/settle"
+	"github.com/incasso-io/incasso/internal/timers"
+)
+
+// DLQStream keeps the events dunning gave up on, with the reason.
+const DLQStream = "INCASSO_DLQ"
+
+// Main is the dunning process.
+type Main struct {
+	Config  Config
+	Log     *slog.Logger
+	Out     io.Writer
+	Now     func() time.Time
+	OpsAddr string // actual, once started
+	Started chan struct{}
+}
+
+func (m *Main) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+// outcomes publishes dunning.* CloudEvents on incasso.events.<cid>.dunning.<type>.
+type outcomes struct{ pub *events.Publisher }
+
+func (o outcomes) Publish(ctx context.Context, x dunning.Outcome) error {
+	e := event.New(event.CloudEventsVersionV1)
+	e.SetID(events.ID(x.CompanyID, x.InvoiceID, x.Type, x.Key))
+	e.SetSource(events.Source(x.CompanyID))
+	e.SetType(x.Type)
+	e.SetSubject(events.DocumentSubject(rcv.KindInvoice, x.InvoiceID))
+	e.SetTime(x.At.UTC())
+	c := x.Case
+	data := map[string]any{"company_id": x.CompanyID, "invoice_id": x.InvoiceID, "state": c.State, "stage": c.Stage,
+		"closed_reason": c.ClosedReason, "document": events.DocumentData(&c.Invoice, rcv.DateIn(x.At, rcv.Rome)), "detail": x.Detail}
+	if err := e.SetData(event.ApplicationJSON, data); err != nil {
+		return err
+	}
+	return o.pub.PublishEvent(ctx, events.Subject(x.CompanyID, x.Type), e)
+}
+
+// Run wires everything and blocks until ctx ends, then drains.
+func (m *Main) Run(ctx context.Context) error {
+	cfg, log := m.Config, m.Log
+	if m.Out == nil {
+		m.Out = io.Discard
+	}
+	nc, err := natsrv.Open(natsrv.OpenConfig{URL: cfg.NATSURL, Creds: cfg.NATSCreds, Name: "incasso-dunning"})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js := nc.JS
+	bc := kvstore.BucketConfig{Replicas: cfg.Replicas}
+	var (
+		cases   *kvstore.Cases
+		clients *kvstore.Clients
+		outbox  *kvstore.Outbox
+		aud     *audit.Stream
+		sched   *timers.Scheduler
+	)
+	err = natsrv.Retry(ctx, func(ctx context.Context) error {
+		if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas}); err != nil {
+			return err
+		}
+		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: DLQStream, Subjects: []string{"incasso.dlq.>"},
+			Storage: jetstream.FileStorage, Replicas: max(1, cfg.Replicas), Description: "messages given up on, with the reason"}); err != nil {
+			return fmt.Errorf("dlq stream: %w", err)
+		}
+		var err error
+		if cases, err = kvstore.NewCases(ctx, js, bc); err != nil {
+			return err
+		}
+		if clients, err = kvstore.NewClients(ctx, js, bc); err != nil {
+			return err
+		}
+		if outbox, err = kvstore.NewOutbox(ctx, js, bc); err != nil {
+			return err
+		}
+		if aud, err = audit.New(ctx, js, cfg.Replicas); err != nil {
+			return err
+		}
+		sched, err = timers.NewWith(ctx, js, timers.Config{Stream: "INCASSO_DUNNING_TIMERS", Subject: "incasso.dunning.timers", Consumer: "dunning-timers", Replicas: cfg.Replicas})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	sched.Clock = m.Now
+	pols := policy.Default()
+	if cfg.PolicyFile != "" {
+		if pols, err = policy.Load(cfg.PolicyFile); err != nil {
+			return err
+		}
+	}
+	rates := interest.Default()
+	if cfg.RatesFile != "" {
+		f, err := os.Open(cfg.RatesFile)
+		if err != nil {
+			return fmt.Errorf("DUNNING_INTEREST_RATES_FILE: %w", err)
+		}
+		rates, err = interest.Parse(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("DUNNING_INTEREST_RATES_FILE: %w", err)
+		}
+	}
+	cal, err := calendar.New(pols.Default.WindowStart, pols.Default.WindowEnd)
+	if err != nil {
+		return err
+	}
+	client, err := fic.New(fic.Config{BaseURL: cfg.FICBaseURL, Logger: log}, fic.StaticToken(cfg.FICAccessToken))
+	if err != nil {
+		return err
+	}
+	src := &fic.Source{Client: client}
+	senders := map[policy.Channel]dunning.Sender{
+		policy.Email: &notify.Email{Config: notify.SMTPConfig{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUser, Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}},
+	}
+	if cfg.PECHost != "" {
+		senders[policy.PEC] = &notify.Email{PEC: true, Config: notify.SMTPConfig{Host: cfg.PECHost, Port: cfg.PECPort, Username: cfg.PECUser, Password: cfg.PECPassword, From: cfg.PECFrom, TLS: cfg.PECTLS}}
+	} else {
+		log.Warn("PEC_SMTP_HOST unset: formal notices go through SMTP_HOST to the client's PEC address")
+		senders[policy.PEC] = &notify.Email{PEC: true, Config: notify.SMTPConfig{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUser, Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}}
+	}
+	if cfg.PlatformURL != "" {
+		senders[policy.Webhook] = &notify.Webhook{Platforms: map[string]notify.Platform{pols.Default.Platform: {URL: cfg.PlatformURL, Secret: []byte(cfg.PlatformSecret)}}}
+	}
+	pub := &events.Publisher{JS: js}
+	eng := &dunning.Engine{Cases: cases, Clients: clients, Outbox: outbox, Audit: aud, Outcomes: outcomes{pub}, Wakeups: sched,
+		Fresh: func(int64) (dunning.Fresh, error) { return src, nil }, Senders: senders, Policies: pols, Calendar: cal, Rates: rates, Now: m.now, Log: log}
+
+	// Receivables events (not our own dunning.* ones).
+	var cons jetstream.Consumer
+	err = natsrv.Retry(ctx, func(ctx context.Context) error {
+		var err error
+		cons, err = js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
+			Durable: "dunning", FilterSubjects: []string{events.SubjectPrefix + ".*.invoice.>", events.SubjectPrefix + ".*.credit_note.>"},
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: 10, MaxAckPending: 512,
+		})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("events consumer: %w", err)
+	}
+	pol := settle.Policy{MaxDeliver: 10, Log: log, DeadLetter: func(ctx context.Context, msg jetstream.Msg, reason string) error {
+		dl := &nats.Msg{Subject: "incasso.dlq.dunning." + strings.TrimPrefix(msg.Subject(), events.SubjectPrefix+"."), Header: nats.Header{}, Data: msg.Data()}
+		for k, v := range msg.Headers() {
+			dl.Header[k] = v
+		}
+		dl.Header.Del(nats.MsgIdHdr)
+		dl.Header.Set("Incasso-Dead-Reason", reason)
+		dl.Header.Set("Incasso-Original-Subject", msg.Subject())
+		_, err := js.PublishMsg(ctx, dl)
+		return err
+	}}
+	evCC, err := cons.Consume(func(msg jetstream.Msg) {
+		e, err := events.Decode(&nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
+		if err != nil {
+			pol.Settle(ctx, msg, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
+			return
+		}
+		d, err := events.ParseData(e)
+		if err != nil {
+			pol.Settle(ctx, msg, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
+			return
+		}
+		inv, err := d.Document.Invoice()
+		if err != nil {
+			pol.Settle(ctx, msg, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
+			return
+		}
+		pol.Settle(ctx, msg, eng.HandleEvent(ctx, rcv.EventType(e.Type()), inv), "event_id", e.ID())
+	})
+	if err != nil {
+		return err
+	}
+	tmCC, err := sched.Consume(ctx, eng.Wake, log)
+	if err != nil {
+		return err
+	}
+
+	api := &opsAPI{eng: eng, token: cfg.OpsToken, now: m.now, deadLetters: func(r *http.Request, limit int) ([]map[string]any, error) {
+		st, err := js.Stream(r.Context(), DLQStream)
+		if err != nil {
+			return nil, err
+		}
+		info, err := st.Info(r.Context())
+		if err != nil {
+			return nil, err
+		}
+		out := []map[string]any{}
+		for seq := info.State.LastSeq; seq >= info.State.FirstSeq && seq > 0 && len(out) < limit; seq-- {
+			msg, err := st.GetMsg(r.Context(), seq)
+			if err != nil {
+				continue
+			}
+			out = append(out, map[string]any{"seq": seq, "time": msg.Time, "subject": msg.Header.Get("Incasso-Original-Subject"),
+				"reason": msg.Header.Get("Incasso-Dead-Reason"), "event_id": msg.Header.Get("ce-id")})
+		}
+		return out, nil
+	}}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", api.handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	ln, err := net.Listen("tcp", cfg.OpsAddr)
+	if err != nil {
+		return fmt.Errorf("DUNNING_OPS_ADDR %s: %w", cfg.OpsAddr, err)
+	}
+	m.OpsAddr = ln.Addr().String()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("ops API stopped", "error", err)
+		}
+	}()
+	log.Info("dunning running", "ops", m.OpsAddr, "nats", nc.URL)
+	fmt.Fprintf(m.Out, "dunning: ops API on http://%s, NATS %s\n", m.OpsAddr, nc.URL)
+	if m.Started != nil {
+		close(m.Started)
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	settle.Drain(sctx, evCC, tmCC)
+	return nil
+}

@@ -1,0 +1,233 @@
+package dunningapp
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/incasso-io/incasso/internal/events"
+	"github.com/incasso-io/incasso/internal/fic"
+	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/kvstore"
+	"github.com/incasso-io/incasso/internal/natstest"
+	"github.com/incasso-io/incasso/internal/poller"
+	rcv "github.com/incasso-io/incasso/internal/receivables"
+)
+
+type box struct {
+	mu sync.Mutex
+	n  int
+}
+
+type sess struct{ b *box }
+
+func (b *box) NewSession(*smtp.Conn) (smtp.Session, error) { return sess{b}, nil }
+func (sess) Mail(string, *smtp.MailOptions) error          { return nil }
+func (sess) Rcpt(string, *smtp.RcptOptions) error          { return nil }
+func (s sess) Data(r io.Reader) error {
+	_, _ = io.ReadAll(r)
+	s.b.mu.Lock()
+	s.b.n++
+	s.b.mu.Unlock()
+	return nil
+}
+func (sess) Reset()        {}
+func (sess) Logout() error { return nil }
+func (b *box) count() int  { b.mu.Lock(); defer b.mu.Unlock(); return b.n }
+
+// The service end to end: the poller publishes receivables events for a
+// seeded ledger, dunning opens cases, its durable timers fire and reminders
+// reach a real SMTP server; the ops API and the CLI work and are authenticated.
+func TestDunningEndToEnd(t *testing.T) {
+	sim, err := ficsim.New(ficsim.Config{Seed: 4, Companies: 1, Invoices: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsrv := httptest.NewServer(sim.Handler())
+	defer func() { fsrv.Close(); sim.Close() }()
+	cid := sim.CompanyIDs()[0]
+	ns, _, js := natstest.MustRunJetStream(t)
+	ctx := context.Background()
+
+	mb := &box{}
+	ss := smtp.NewServer(mb)
+	ss.AllowInsecureAuth = true
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go func() { _ = ss.Serve(ln) }()
+	defer ss.Close()
+
+	// Business clock: 10:00 Rome on the next business day (inside the window).
+	day := rcv.DateIn(time.Now(), rcv.Rome).AddDays(1)
+	for day.In(rcv.Rome).Weekday() == time.Saturday || day.In(rcv.Rome).Weekday() == time.Sunday {
+		day = day.AddDays(1)
+	}
+	offset := time.Until(day.In(rcv.Rome).Add(10 * time.Hour))
+	now := func() time.Time { return time.Now().Add(offset) }
+
+	token := "ops-token-0123456789"
+	cfg, err := ParseConfig([]string{"NATS_URL=" + ns.ClientURL(), "FIC_BASE_URL=" + fsrv.URL, "FIC_ACCESS_TOKEN=" + sim.Token(),
+		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", ln.Addr().(*net.TCPAddr).Port), "SMTP_TLS=none",
+		"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=" + token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	m := &Main{Config: cfg, Log: newLogger(cfg, logs), Now: now, Started: make(chan struct{})}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	<-m.Started
+
+	// The poller publishes the ledger.
+	client, _ := fic.New(fic.Config{BaseURL: fsrv.URL, Quotas: fic.NewQuotas(fic.Limits{Disabled: true}, nil)}, fic.StaticToken(sim.Token()))
+	if _, err := events.EnsureStream(ctx, js, events.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	snaps, _ := kvstore.NewSnapshots(ctx, js, kvstore.BucketConfig{})
+	p := &poller.Poller{Snapshots: snaps, Publisher: &events.Publisher{JS: js}, Now: now}
+	if _, err := p.Scan(ctx, &fic.Source{Client: client}, cid, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for mb.count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if mb.count() == 0 {
+		t.Fatalf("no reminder reached the SMTP server\n%s", logs.String())
+	}
+	// Let every due case fire: wait until the count is stable for 1 s.
+	sent := mb.count()
+	for stable := time.Now(); time.Since(stable) < time.Second && time.Now().Before(deadline.Add(10*time.Second)); {
+		time.Sleep(100 * time.Millisecond)
+		if n := mb.count(); n != sent {
+			sent, stable = n, time.Now()
+		}
+	}
+
+	// Ops API: authentication.
+	base := "http://" + m.OpsAddr
+	for tok, want := range map[string]int{"": 401, "wrong-token": 403, token: 200} {
+		req, _ := http.NewRequest("GET", base+"/v1/cases", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("token %q: %d, want %d", tok, resp.StatusCode, want)
+		}
+	}
+	// CLI commands through the API.
+	cliEnv := []string{"DUNNING_OPS_URL=" + base, "DUNNING_OPS_TOKEN=" + token}
+	var out bytes.Buffer
+	if err := Command(ctx, []string{"cases", "-company", fmt.Sprint(cid)}, cliEnv, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "NEXT STAGE") || strings.Count(out.String(), "\n") < 2 {
+		t.Fatalf("cases table:\n%s", out.String())
+	}
+	var cids, ids string
+	for _, line := range strings.Split(out.String(), "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 3 && strings.Contains(line, "active") {
+			cids, ids = f[0], f[1]
+			break
+		}
+	}
+	if ids == "" {
+		t.Fatalf("no active case:\n%s", out.String())
+	}
+	out.Reset()
+	if err := Command(ctx, []string{"show", cids, ids}, cliEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "opened") {
+		t.Errorf("show: %v\n%s", err, out.String())
+	}
+	if err := Command(ctx, []string{"pause", cids, ids, "-until", "2020-01-01", "-operator", "maria"}, cliEnv, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "422") {
+		t.Errorf("pause in the past: %v", err)
+	}
+	if err := Command(ctx, []string{"remind", cids, ids}, cliEnv, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Errorf("remind without operator: %v", err)
+	}
+	if err := Command(ctx, []string{"pause", cids, ids, "-until", day.AddDays(30).String(), "-operator", "maria", "-reason", "on holiday"}, cliEnv, io.Discard, io.Discard); err != nil {
+		t.Errorf("pause: %v", err)
+	}
+	for _, step := range [][]string{
+		{"resume", cids, ids, "-operator", "maria"},
+		{"dispute", cids, ids, "-operator", "maria", "-reason", "contested amount"},
+		{"resume", cids, ids, "-operator", "maria", "-reason", "settled the dispute"},
+		{"promise", cids, ids, "-until", day.AddDays(10).String(), "-operator", "maria", "-reason", "promised by phone"},
+	} {
+		if err := Command(ctx, step, cliEnv, io.Discard, io.Discard); err != nil {
+			t.Errorf("%v: %v", step, err)
+		}
+	}
+	out.Reset()
+	if err := Command(ctx, []string{"show", cids, ids}, cliEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "disputed") || !strings.Contains(out.String(), "promised") || !strings.Contains(out.String(), "maria") {
+		t.Errorf("timeline after ops:\n%s", out.String())
+	}
+	// Remind now, by an operator: the freshness check and the outbox apply.
+	if err := Command(ctx, []string{"resume", cids, ids, "-operator", "maria"}, cliEnv, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := Command(ctx, []string{"remind", cids, ids, "-stage", "second_reminder", "-operator", "maria", "-reason", "client asked for a copy"}, cliEnv, &out, io.Discard); err != nil {
+		t.Fatalf("remind: %v", err)
+	}
+	if !strings.Contains(out.String(), "messages sent  1") {
+		t.Errorf("remind now:\n%s", out.String())
+	}
+	out.Reset()
+	if err := Command(ctx, []string{"remind", cids, ids, "-stage", "second_reminder", "-operator", "maria"}, cliEnv, &out, io.Discard); err != nil {
+		t.Fatalf("second remind: %v", err)
+	}
+	if !strings.Contains(out.String(), "messages sent  0") {
+		t.Errorf("the same stage was sent twice on the same channel:\n%s", out.String())
+	}
+	out.Reset()
+	if err := Command(ctx, []string{"deadletters"}, cliEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "REASON") {
+		t.Errorf("deadletters: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := Command(ctx, []string{"aging", "-company", fmt.Sprint(cid)}, cliEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "DSO") {
+		t.Errorf("aging: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := Command(ctx, []string{"preview", "-company", fmt.Sprint(cid), "-date", day.AddDays(7).String()}, cliEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "dry run") {
+		t.Errorf("preview: %v\n%s", err, out.String())
+	}
+
+	if strings.Contains(logs.String(), sim.Token()) || strings.Contains(logs.String(), token) {
+		t.Error("a secret appears in the logs")
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.(*bytes.Buffer).String()
+}

@@ -1,0 +1,188 @@
+package dunningapp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// cli calls the ops API and prints readable tables.
+func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dunning "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	company := fs.Int64("company", 0, "company id")
+	state := fs.String("state", "", "filter: state")
+	stage := fs.String("stage", "", "stage (filter, or the stage to send with remind)")
+	minDays := fs.Int("min-days", -1, "filter: minimum days overdue")
+	channel := fs.String("channel", "", "remind: only this channel (email, pec, webhook)")
+	operator := fs.String("operator", "", "who is acting (audited)")
+	reason := fs.String("reason", "", "why (audited)")
+	until := fs.String("until", "", "pause/promise: until YYYY-MM-DD")
+	date := fs.String("date", "", "preview/aging: the day (default today)")
+	var pos []string
+	rest := args
+	for len(rest) > 0 { // allow positional ids before or after flags
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if cfg.OpsToken == "" {
+		return fmt.Errorf("DUNNING_OPS_TOKEN is required")
+	}
+	call := func(method, path string, body any) (map[string]any, error) {
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(cfg.OpsURL, "/")+path, rd)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+cfg.OpsToken)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("ops API %s: %w", cfg.OpsURL, err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		if resp.StatusCode >= 300 {
+			return nil, fmt.Errorf("HTTP %d: %v", resp.StatusCode, out["error"])
+		}
+		return out, nil
+	}
+	need := func(n int) error {
+		if len(pos) != n {
+			return fmt.Errorf("%s: want COMPANY INVOICE", cmd)
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	defer tw.Flush()
+	switch cmd {
+	case "cases":
+		q := url.Values{}
+		if *company > 0 {
+			q.Set("company", fmt.Sprint(*company))
+		}
+		if *state != "" {
+			q.Set("state", *state)
+		}
+		if *stage != "" {
+			q.Set("stage", *stage)
+		}
+		if *minDays >= 0 {
+			q.Set("min_days_overdue", fmt.Sprint(*minDays))
+		}
+		out, err := call("GET", "/v1/cases?"+q.Encode(), nil)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(tw, "COMPANY\tINVOICE\tNUMBER\tCLIENT\tSTATE\tNEXT STAGE\tDAYS\tDUE €\tATTENTION")
+		for _, c := range out["cases"].([]any) {
+			m := c.(map[string]any)
+			att := ""
+			if a, ok := m["attention"].([]any); ok && len(a) > 0 {
+				att = fmt.Sprint(len(a))
+			}
+			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\t%v\t%v\t%v\n", num(m["company_id"]), num(m["invoice_id"]), m["number"], m["client"], m["state"], m["next_stage"], num(m["days_overdue"]), m["amount_due"], att)
+		}
+	case "show":
+		if err := need(2); err != nil {
+			return err
+		}
+		out, err := call("GET", "/v1/cases/"+pos[0]+"/"+pos[1], nil)
+		if err != nil {
+			return err
+		}
+		c := out["case"].(map[string]any)
+		inv := c["invoice"].(map[string]any)
+		fmt.Fprintf(tw, "invoice\t%v (%v)\nclient\t%v\nstate\t%v\nnext stage\t%v\nwake at\t%v\n", inv["number"], num(c["invoice_id"]), inv["client"].(map[string]any)["name"], c["state"], num(c["stage"]), c["wake_at"])
+		fmt.Fprintln(tw, "\nWHEN\tACTION\tSTAGE\tCHANNEL\tOPERATOR\tREASON")
+		for _, e := range out["timeline"].([]any) {
+			m := e.(map[string]any)
+			action := fmt.Sprint(m["action"])
+			if action == "state" {
+				action = fmt.Sprintf("%v -> %v", m["from"], m["to"])
+			}
+			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\n", m["at"], action, m["stage"], m["channel"], m["operator"], m["reason"])
+		}
+	case "remind", "pause", "resume", "dispute", "promise", "writeoff":
+		if err := need(2); err != nil {
+			return err
+		}
+		body := map[string]string{"operator": *operator, "reason": *reason}
+		if *until != "" {
+			body["until"] = *until
+		}
+		if cmd == "remind" {
+			body["stage"], body["channel"] = *stage, *channel
+		}
+		out, err := call("POST", "/v1/cases/"+pos[0]+"/"+pos[1]+"/"+cmd, body)
+		if err != nil {
+			return err
+		}
+		if n, ok := out["messages_sent"]; ok {
+			fmt.Fprintf(tw, "messages sent\t%v\n", num(n))
+		} else {
+			fmt.Fprintf(tw, "state\t%v\n", out["case"].(map[string]any)["state"])
+		}
+	case "preview", "aging":
+		q := url.Values{"company": {fmt.Sprint(*company)}}
+		if *date != "" {
+			q.Set("date", *date)
+		}
+		out, err := call("GET", "/v1/"+cmd+"?"+q.Encode(), nil)
+		if err != nil {
+			return err
+		}
+		if cmd == "aging" {
+			b := out["buckets"].(map[string]any)
+			fmt.Fprintln(tw, "NOT DUE\t0-30\t31-60\t61-90\t90+\tOPEN €\tDSO")
+			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\t%v\n", b["current"], b["0-30"], b["31-60"], b["61-90"], b["90+"], out["open"], out["dso"])
+			return nil
+		}
+		fmt.Fprintf(tw, "Would send on %v (dry run, nothing sent):\n", out["date"])
+		fmt.Fprintln(tw, "CLIENT\tINVOICE\tSTAGE\tCHANNELS\tAT\tDUE €")
+		items, _ := out["would_send"].([]any)
+		for _, it := range items {
+			m := it.(map[string]any)
+			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\n", m["client"], m["number"], m["stage"], m["channels"], m["at"], m["amount_due"])
+		}
+	case "deadletters":
+		out, err := call("GET", "/v1/deadletters", nil)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(tw, "SEQ\tTIME\tSUBJECT\tEVENT\tREASON")
+		for _, d := range out["dead_letters"].([]any) {
+			m := d.(map[string]any)
+			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\n", num(m["seq"]), m["time"], m["subject"], m["event_id"], m["reason"])
+		}
+	default:
+		return fmt.Errorf("unknown command %q (want run, cases, show, remind, pause, resume, dispute, promise, writeoff, preview, aging, deadletters)", cmd)
+	}
+	return nil
+}
+
+func num(v any) string {
+	if f, ok := v.(float64); ok {
+		return fmt.Sprintf("%.0f", f)
+	}
+	return fmt.Sprint(v)
+}

@@ -1,0 +1,117 @@
+package dunningapp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+
+	"github.com/incasso-io/incasso/internal/envparse"
+
+	"github.com/incasso-io/incasso/internal/notify"
+)
+
+// Config of the dunning service and CLI (environment; secrets also as
+// NAME_FILE).
+type Config struct {
+	NATSURL   string `env:"NATS_URL" envDefault:"nats://127.0.0.1:4222"`
+	NATSCreds string `env:"NATS_CREDS"`
+	Replicas  int    `env:"INCASSO_REPLICAS" envDefault:"1"`
+
+	FICBaseURL     string `env:"FIC_BASE_URL" envDefault:"https://api-v2.fattureincloud.it"`
+	FICAccessToken string `env:"FIC_ACCESS_TOKEN"`
+	FICAccessFile  string `env:"FIC_ACCESS_TOKEN_FILE"`
+
+	PolicyFile string `env:"DUNNING_POLICY_FILE"`
+	RatesFile  string `env:"DUNNING_INTEREST_RATES_FILE"`
+
+	SMTPHost     string `env:"SMTP_HOST" envDefault:"127.0.0.1"`
+	SMTPPort     int    `env:"SMTP_PORT" envDefault:"1025"`
+	SMTPUser     string `env:"SMTP_USERNAME"`
+	SMTPPassword string `env:"SMTP_PASSWORD"`
+	SMTPPassFile string `env:"SMTP_PASSWORD_FILE"`
+	SMTPFrom     string `env:"SMTP_FROM" envDefault:"crediti@example.it"`
+	SMTPTLS      string `env:"SMTP_TLS" envDefault:"starttls"`
+
+	PECHost     string `env:"PEC_SMTP_HOST"`
+	PECPort     int    `env:"PEC_SMTP_PORT" envDefault:"465"`
+	PECUser     string `env:"PEC_SMTP_USERNAME"`
+	PECPassword string `env:"PEC_SMTP_PASSWORD"`
+	PECPassFile string `env:"PEC_SMTP_PASSWORD_FILE"`
+	PECFrom     string `env:"PEC_FROM"`
+	PECTLS      string `env:"PEC_SMTP_TLS" envDefault:"tls"`
+
+	PlatformURL     string   `env:"DUNNING_PLATFORM_URL"`
+	PlatformSecret  string   `env:"DUNNING_PLATFORM_SECRET"`
+	PlatformSecFile string   `env:"DUNNING_PLATFORM_SECRET_FILE"`
+	AllowedHosts    []string `env:"DUNNING_ALLOWED_HOSTS" envSeparator:","`
+
+	OpsAddr     string `env:"DUNNING_OPS_ADDR" envDefault:"127.0.0.1:8081"`
+	OpsToken    string `env:"DUNNING_OPS_TOKEN"`
+	OpsTokenFil string `env:"DUNNING_OPS_TOKEN_FILE"`
+	OpsURL      string `env:"DUNNING_OPS_URL" envDefault:"http://127.0.0.1:8081"`
+
+	DemoClock string `env:"INCASSO_DEMO_CLOCK"` // see calendar.DemoClock
+
+	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
+}
+
+// ParseConfig reads KEY=VALUE pairs.
+func ParseConfig(environ []string) (Config, error) {
+	var c Config
+	if err := envparse.Parse(environ, &c); err != nil {
+		return c, err
+	}
+	return c, errors.Join(envparse.SecretFile(&c.FICAccessToken, c.FICAccessFile, "FIC_ACCESS_TOKEN_FILE"),
+		envparse.SecretFile(&c.SMTPPassword, c.SMTPPassFile, "SMTP_PASSWORD_FILE"),
+		envparse.SecretFile(&c.PECPassword, c.PECPassFile, "PEC_SMTP_PASSWORD_FILE"),
+		envparse.SecretFile(&c.PlatformSecret, c.PlatformSecFile, "DUNNING_PLATFORM_SECRET_FILE"),
+		envparse.SecretFile(&c.OpsToken, c.OpsTokenFil, "DUNNING_OPS_TOKEN_FILE"))
+}
+
+// Validate names every bad setting.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf(f, a...)) }
+	if c.FICAccessToken == "" {
+		bad("FIC_ACCESS_TOKEN: required for the freshness check before every send")
+	}
+	if len(c.OpsToken) < 16 {
+		bad("DUNNING_OPS_TOKEN: required, at least 16 characters (the ops API is authenticated)")
+	}
+	if c.SMTPHost == "" || c.SMTPPort <= 0 {
+		bad("SMTP_HOST/SMTP_PORT: required")
+	}
+	for _, t := range []struct{ name, v string }{{"SMTP_TLS", c.SMTPTLS}, {"PEC_SMTP_TLS", c.PECTLS}} {
+		if t.v != "none" && t.v != "starttls" && t.v != "tls" {
+			bad("%s: %q, want none, starttls or tls", t.name, t.v)
+		}
+	}
+	if c.PlatformURL != "" {
+		if u, err := url.Parse(c.PlatformURL); err != nil || u.Host == "" {
+			bad("DUNNING_PLATFORM_URL: not a URL")
+		} else if !notify.AllowedHost(c.PlatformURL, c.AllowedHosts) {
+			bad("DUNNING_PLATFORM_URL: host %q is not in DUNNING_ALLOWED_HOSTS", u.Hostname())
+		}
+		if len(c.PlatformSecret) < 16 {
+			bad("DUNNING_PLATFORM_SECRET: at least 16 characters (signs hand-offs)")
+		}
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		bad("LOG_FORMAT: %q, want json or text", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+func newLogger(c Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
+}

@@ -1,0 +1,291 @@
+package dunningapp
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/incasso-io/incasso/internal/dunning"
+	"github.com/incasso-io/incasso/internal/policy"
+	rcv "github.com/incasso-io/incasso/internal/receivables"
+)
+
+// opsAPI is the authenticated operations API.
+type opsAPI struct {
+	eng   *dunning.Engine
+	token string
+	now   func() time.Time
+	// deadLetters lists the dead-letter stream (nil: none).
+	deadLetters func(r *http.Request, limit int) ([]map[string]any, error)
+}
+
+func (a *opsAPI) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/cases", a.list)
+	mux.HandleFunc("GET /v1/cases/{cid}/{id}", a.show)
+	mux.HandleFunc("POST /v1/cases/{cid}/{id}/remind", a.remind)
+	mux.HandleFunc("POST /v1/cases/{cid}/{id}/{action}", a.state)
+	mux.HandleFunc("GET /v1/preview", a.preview)
+	mux.HandleFunc("GET /v1/aging", a.aging)
+	mux.HandleFunc("GET /v1/deadletters", a.deadletters)
+	return a.auth(mux)
+}
+
+// auth: 401 without a bearer token, 403 with a wrong one.
+func (a *opsAPI) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="incasso-dunning"`)
+			apiError(w, http.StatusUnauthorized, "missing bearer token")
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) != 1 {
+			apiError(w, http.StatusForbidden, "invalid token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func apiError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func engineError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, dunning.ErrNoCase):
+		apiError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, dunning.ErrInvalid):
+		apiError(w, http.StatusUnprocessableEntity, err.Error())
+	default:
+		apiError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+func ids(w http.ResponseWriter, r *http.Request) (int64, int64, bool) {
+	cid, err1 := strconv.ParseInt(r.PathValue("cid"), 10, 64)
+	id, err2 := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err1 != nil || err2 != nil || cid <= 0 || id <= 0 {
+		apiError(w, http.StatusBadRequest, "company and invoice ids must be positive integers")
+		return 0, 0, false
+	}
+	return cid, id, true
+}
+
+func (a *opsAPI) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var cid int64
+	if v := q.Get("company"); v != "" {
+		var err error
+		if cid, err = strconv.ParseInt(v, 10, 64); err != nil || cid <= 0 {
+			apiError(w, http.StatusBadRequest, "company: want a positive integer")
+			return
+		}
+	}
+	minDays := -1
+	if v := q.Get("min_days_overdue"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			apiError(w, http.StatusBadRequest, "min_days_overdue: want a non-negative integer")
+			return
+		}
+		minDays = n
+	}
+	state, stage := q.Get("state"), q.Get("stage")
+	switch dunning.State(state) {
+	case "", dunning.Active, dunning.Escalated, dunning.Paused, dunning.Disputed, dunning.Promised, dunning.Closed:
+	default:
+		apiError(w, http.StatusBadRequest, "state: want active, escalated, paused, disputed, promised or closed")
+		return
+	}
+	cases, err := a.eng.Cases.List(r.Context(), cid)
+	if err != nil {
+		engineError(w, err)
+		return
+	}
+	today := rcv.DateIn(a.now(), rcv.Rome)
+	out := []map[string]any{}
+	for _, c := range cases {
+		days := c.Invoice.DaysOverdue(today)
+		p := a.eng.Policies.For(c.CompanyID)
+		next := ""
+		if c.Stage < len(p.Stages) {
+			next = p.Stages[c.Stage].Name
+		}
+		if (state != "" && string(c.State) != state) || (stage != "" && next != stage) || (minDays >= 0 && days < minDays) {
+			continue
+		}
+		out = append(out, map[string]any{"company_id": c.CompanyID, "invoice_id": c.InvoiceID, "number": c.Invoice.Number,
+			"client": c.Invoice.Client.Name, "state": c.State, "next_stage": next, "days_overdue": days,
+			"amount_due": c.Invoice.AmountDue().StringFixed(2), "wake_at": c.WakeAt, "attention": c.Attention})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"cases": out})
+}
+
+func (a *opsAPI) show(w http.ResponseWriter, r *http.Request) {
+	cid, id, ok := ids(w, r)
+	if !ok {
+		return
+	}
+	c, rev, err := a.eng.Cases.Get(r.Context(), cid, id)
+	if err != nil {
+		engineError(w, err)
+		return
+	}
+	if rev == 0 {
+		engineError(w, dunning.ErrNoCase)
+		return
+	}
+	tl, err := a.eng.Audit.Timeline(r.Context(), cid, id)
+	if err != nil {
+		engineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"case": c, "timeline": tl})
+}
+
+type opRequest struct {
+	Operator string `json:"operator"`
+	Reason   string `json:"reason"`
+	Until    string `json:"until"`
+	Stage    string `json:"stage"`
+	Channel  string `json:"channel"`
+}
+
+func decodeOp(w http.ResponseWriter, r *http.Request) (opRequest, bool) {
+	var req opRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return req, false
+	}
+	if req.Operator == "" {
+		apiError(w, http.StatusBadRequest, "operator is required (who is acting)")
+		return req, false
+	}
+	return req, true
+}
+
+func (a *opsAPI) remind(w http.ResponseWriter, r *http.Request) {
+	cid, id, ok := ids(w, r)
+	if !ok {
+		return
+	}
+	req, ok := decodeOp(w, r)
+	if !ok {
+		return
+	}
+	n, err := a.eng.RemindNow(r.Context(), cid, id, req.Stage, policy.Channel(req.Channel), req.Operator, req.Reason)
+	if err != nil {
+		engineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"messages_sent": n})
+}
+
+func (a *opsAPI) state(w http.ResponseWriter, r *http.Request) {
+	cid, id, ok := ids(w, r)
+	if !ok {
+		return
+	}
+	to := map[string]dunning.State{"pause": dunning.Paused, "resume": dunning.Active, "dispute": dunning.Disputed, "promise": dunning.Promised, "writeoff": dunning.Closed}[r.PathValue("action")]
+	if to == "" {
+		apiError(w, http.StatusNotFound, "unknown action: want remind, pause, resume, dispute, promise or writeoff")
+		return
+	}
+	req, ok := decodeOp(w, r)
+	if !ok {
+		return
+	}
+	var until rcv.Date
+	if req.Until != "" {
+		d, err := rcv.ParseDate(req.Until)
+		if err != nil {
+			apiError(w, http.StatusBadRequest, "until: "+err.Error())
+			return
+		}
+		until = d
+	}
+	c, err := a.eng.SetState(r.Context(), cid, id, to, until, req.Operator, req.Reason)
+	if err != nil {
+		engineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"case": c})
+}
+
+func (a *opsAPI) dayParam(w http.ResponseWriter, r *http.Request) (int64, rcv.Date, bool) {
+	q := r.URL.Query()
+	cid, err := strconv.ParseInt(q.Get("company"), 10, 64)
+	if err != nil || cid <= 0 {
+		apiError(w, http.StatusBadRequest, "company: required positive integer")
+		return 0, rcv.Date{}, false
+	}
+	day := rcv.DateIn(a.now(), rcv.Rome)
+	if v := q.Get("date"); v != "" {
+		if day, err = rcv.ParseDate(v); err != nil {
+			apiError(w, http.StatusBadRequest, "date: "+err.Error())
+			return 0, rcv.Date{}, false
+		}
+	}
+	return cid, day, true
+}
+
+func (a *opsAPI) preview(w http.ResponseWriter, r *http.Request) {
+	cid, day, ok := a.dayParam(w, r)
+	if !ok {
+		return
+	}
+	items, err := a.eng.Preview(r.Context(), cid, day)
+	if err != nil {
+		engineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"date": day.String(), "would_send": items})
+}
+
+func (a *opsAPI) aging(w http.ResponseWriter, r *http.Request) {
+	cid, day, ok := a.dayParam(w, r)
+	if !ok {
+		return
+	}
+	ag, err := a.eng.AgingReport(r.Context(), cid, day)
+	if err != nil {
+		engineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ag)
+}
+
+func (a *opsAPI) deadletters(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			apiError(w, http.StatusBadRequest, "limit: want 1..1000")
+			return
+		}
+		limit = n
+	}
+	out := []map[string]any{}
+	if a.deadLetters != nil {
+		var err error
+		if out, err = a.deadLetters(r, limit); err != nil {
+			engineError(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": out})
+}

@@ -1,0 +1,466 @@
+// Command loadgen measures the poller against ficsim: initial sync, then a
+// realistic change workload (new invoices, payments, partial payments,
+// reversals, deletions), reporting FIC requests per change, detection
+// latency, events/s, and the poller's RSS and CPU, next to the baseline of a
+// plain periodic full scan. The poller runs as its own process (the real
+// binary); ficsim and NATS run in this process.
+//
+//	go run ./cmd/loadgen -companies 100 -invoices 2000 -changes 300
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shopspring/decimal"
+
+	"github.com/incasso-io/incasso/internal/events"
+	"github.com/incasso-io/incasso/internal/fic"
+	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/kvstore"
+	"github.com/incasso-io/incasso/internal/mailcatcher"
+	"github.com/incasso-io/incasso/internal/natsrv"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+type seen struct {
+	mu   sync.Mutex
+	want map[string]time.Time // key -> when the change was made
+	got  map[string]time.Duration
+	n    int
+}
+
+func key(cid, id int64, typ string) string { return fmt.Sprintf("%d/%d/%s", cid, id, typ) }
+
+func run() error {
+	var (
+		companies = flag.Int("companies", 20, "companies")
+		invoices  = flag.Int("invoices", 1000, "invoices per company")
+		changes   = flag.Int("changes", 200, "changes to apply after the initial sync")
+		rate      = flag.Float64("rate", 20, "changes per second")
+		webhooks  = flag.Bool("webhooks", true, "subscribe the poller to ficsim's webhooks")
+		bin       = flag.String("poller", "", "poller binary (default: go build ./cmd/poller)")
+		openOnly  = flag.Bool("open-only", false, "POLLER_SCAN_OPEN_ONLY")
+		interval  = flag.Duration("min-interval", time.Hour, "POLLER_MIN_INTERVAL (scans after the initial sync)")
+		seed      = flag.Uint64("seed", 1, "seed")
+		withDun   = flag.Bool("dunning", true, "also run the dunning binary (to a local mail catcher) and report reminders/s")
+	)
+	flag.Parse()
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "loadgen")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if *bin == "" {
+		*bin = filepath.Join(dir, "poller")
+		b := exec.Command("go", "build", "-o", *bin, "./cmd/poller")
+		b.Stderr = os.Stderr
+		if err := b.Run(); err != nil {
+			return fmt.Errorf("build poller: %w", err)
+		}
+	}
+	dunBin := filepath.Join(dir, "dunning")
+	if *withDun {
+		b := exec.Command("go", "build", "-o", dunBin, "./cmd/dunning")
+		b.Stderr = os.Stderr
+		if err := b.Run(); err != nil {
+			return fmt.Errorf("build dunning: %w", err)
+		}
+	}
+
+	fmt.Printf("seeding ficsim: %d companies x %d invoices ...\n", *companies, *invoices)
+	sim, err := ficsim.New(ficsim.Config{Seed: *seed, Companies: *companies, Invoices: *invoices, Quotas: ficsim.QuotaConfig{Off: true}, WebhookRetryBase: 200 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	defer sim.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	simURL := "http://" + ln.Addr().String()
+	go func() { _ = http.Serve(ln, sim.Handler()) }()
+
+	ns, err := natsrv.Start(natsrv.Config{Port: -1, StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+
+	// Authorize once through ficsim's OAuth and store the connection.
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	o := fic.NewOAuth(simURL, "ficsim-client", "ficsim-secret", "http://127.0.0.1:1/cb", nil)
+	tok, err := o.AuthorizeAutoApproved(ctx)
+	if err != nil {
+		return err
+	}
+	tokens, err := kvstore.NewTokens(ctx, js, secret, kvstore.BucketConfig{})
+	if err != nil {
+		return err
+	}
+	if _, err := tokens.Put(ctx, "load", kvstore.Connection{Token: tok, Companies: sim.CompanyIDs()}, 0); err != nil {
+		return err
+	}
+	total := 0
+	for _, cid := range sim.CompanyIDs() {
+		total += sim.DocumentCount(cid)
+	}
+
+	httpAddr := freeAddr()
+	pem, _ := sim.WebhookPublicKeyPEM()
+	env := append(os.Environ(), "NATS_URL="+ns.ClientURL(), "FIC_BASE_URL="+simURL, "FIC_CLIENT_ID=ficsim-client",
+		"FIC_CLIENT_SECRET=ficsim-secret", "INCASSO_SECRET_KEY="+hex.EncodeToString(secret), "POLLER_HTTP_ADDR="+httpAddr,
+		"POLLER_MIN_INTERVAL="+interval.String(), "FIC_CLIENT_LIMITS_DISABLED=true", "LOG_LEVEL=warn", "FIC_WEBHOOK_PUBLIC_KEY="+pem,
+		"POLLER_SCAN_OPEN_ONLY="+strconv.FormatBool(*openOnly), "POLLER_PPROF=true")
+	if *webhooks {
+		env = append(env, "POLLER_PUBLIC_URL=http://"+httpAddr)
+	}
+	cmd := exec.Command(*bin)
+	cmd.Env = env
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+	pid := cmd.Process.Pid
+	fmt.Printf("poller pprof: http://%s/debug/pprof/\n", httpAddr)
+
+	// Initial sync.
+	var peakRSS int64
+	for {
+		time.Sleep(200 * time.Millisecond)
+		if r := rss(pid); r > peakRSS {
+			peakRSS = r
+		}
+		n, err := countCreated(ctx, js)
+		if err == nil && n >= total {
+			break
+		}
+		if time.Since(start) > 30*time.Minute {
+			return errors.New("initial sync did not finish in 30 minutes")
+		}
+	}
+	syncDur := time.Since(start)
+	syncCPU := cpu(pid)
+	st := sim.Stats()
+	syncReqs := 0
+	for _, m := range st {
+		syncReqs += m["list_issued_documents"]
+	}
+	fmt.Printf("initial sync: %d documents in %v (%.0f docs/s), %d list requests, peak RSS %.1f MB, CPU %.1fs\n",
+		total, syncDur.Round(time.Millisecond), float64(total)/syncDur.Seconds(), syncReqs, float64(peakRSS)/1e6, syncCPU.Seconds())
+	if *webhooks {
+		// Wait for every subscription to be verified.
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			v := 0
+			for _, d := range sim.Deliveries() {
+				if d.Type == "verification" && d.Status == 200 {
+					v++
+				}
+			}
+			if v >= *companies {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// Watch the stream for the expected transitions.
+	sn := &seen{want: map[string]time.Time{}, got: map[string]time.Duration{}}
+	sub, err := nc.Subscribe("incasso.events.>", func(m *nats.Msg) {
+		e, err := events.Decode(m)
+		if err != nil {
+			return
+		}
+		d, err := events.ParseData(e)
+		if err != nil {
+			return
+		}
+		k := key(d.Document.CompanyID, d.Document.ID, e.Type())
+		sn.mu.Lock()
+		sn.n++
+		if t, ok := sn.want[k]; ok {
+			if _, done := sn.got[k]; !done {
+				sn.got[k] = time.Since(t)
+			}
+		}
+		sn.mu.Unlock()
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+
+	sim.ResetStats()
+	cpu0 := cpu(pid)
+	r := mrand.New(mrand.NewPCG(*seed, 7))
+	ids := sim.CompanyIDs()
+	tick := time.NewTicker(time.Duration(float64(time.Second) / *rate))
+	defer tick.Stop()
+	wstart := time.Now()
+	applied := 0
+	for applied < *changes {
+		<-tick.C
+		cid := ids[r.IntN(len(ids))]
+		docs, _ := sim.Documents(cid)
+		var open []int64
+		var paid []int64
+		for _, d := range docs {
+			if d["type"] != "invoice" {
+				continue
+			}
+			pl := d["payments_list"].([]map[string]any)
+			if slices.ContainsFunc(pl, func(p map[string]any) bool { return p["status"] != "paid" }) {
+				open = append(open, d["id"].(int64))
+			} else {
+				paid = append(paid, d["id"].(int64))
+			}
+		}
+		var id int64
+		var typ string
+		now := time.Now()
+		switch k := r.IntN(100); {
+		case k < 25:
+			m, err := sim.CreateDocument(cid, ficsim.NewDocument{})
+			if err != nil {
+				continue
+			}
+			id, typ = m["id"].(int64), "invoice.created"
+		case k < 60 && len(open) > 0:
+			id = open[r.IntN(len(open))]
+			m, err := sim.Pay(cid, id, ficsim.PaymentSpec{})
+			if err != nil {
+				continue
+			}
+			typ = "invoice.partially_paid"
+			if allPaid(m) {
+				typ = "invoice.paid"
+			}
+		case k < 80 && len(open) > 0:
+			id = open[r.IntN(len(open))]
+			amt := decimal.RequireFromString("10.00")
+			if _, err := sim.Pay(cid, id, ficsim.PaymentSpec{Amount: &amt}); err != nil {
+				continue
+			}
+			typ = "invoice.partially_paid"
+		case k < 90 && len(paid) > 0:
+			id = paid[r.IntN(len(paid))]
+			if _, err := sim.Reverse(cid, id, nil); err != nil {
+				continue
+			}
+			typ = "invoice.reopened"
+		case len(open) > 0:
+			id = open[r.IntN(len(open))]
+			if err := sim.DeleteDocument(cid, id); err != nil {
+				continue
+			}
+			typ = "invoice.deleted"
+		default:
+			continue
+		}
+		sn.mu.Lock()
+		sn.want[key(cid, id, typ)] = now
+		sn.mu.Unlock()
+		applied++
+	}
+	// Wait for detection (webhooks: seconds; polling only: up to a scan interval).
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		sn.mu.Lock()
+		done := len(sn.got) >= len(sn.want)
+		sn.mu.Unlock()
+		if done {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wdur := time.Since(wstart)
+	if r := rss(pid); r > peakRSS {
+		peakRSS = r
+	}
+	reqs := 0
+	for _, m := range sim.Stats() {
+		for _, n := range m {
+			reqs += n
+		}
+	}
+	sn.mu.Lock()
+	var lat []time.Duration
+	for _, d := range sn.got {
+		lat = append(lat, d)
+	}
+	detected, wanted, evs := len(sn.got), len(sn.want), sn.n
+	sn.mu.Unlock()
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}
+	hours := wdur.Hours()
+	fmt.Printf("\nchanges: %d applied, %d detected in %v; %d events published\n", wanted, detected, wdur.Round(time.Millisecond), evs)
+	fmt.Printf("FIC requests during the workload: %d (%.2f per detected change), %.0f per company per hour\n",
+		reqs, float64(reqs)/float64(max(1, detected)), float64(reqs)/float64(*companies)/hours)
+	fmt.Printf("detection latency: p50 %v, p99 %v, max %v\n", pct(0.5), pct(0.99), pct(1))
+	fmt.Printf("poller: peak RSS %.1f MB, CPU %.2fs during the workload\n", float64(peakRSS)/1e6, (cpu(pid) - cpu0).Seconds())
+	if *withDun {
+		// Dunning starts on the full backlog of events (every open invoice
+		// opens a case; cases whose stage is due send at once).
+		var dunPid int
+		var mails atomic.Int64
+		var dunStart time.Time
+		if *withDun {
+			catcher := &mailcatcher.Catcher{OnMessage: func(mailcatcher.Message) { mails.Add(1) }}
+			sln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			go func() { _ = catcher.ServeSMTP(sln) }()
+			defer catcher.Close()
+			d := exec.Command(dunBin)
+			d.Env = append(os.Environ(), "NATS_URL="+ns.ClientURL(), "FIC_BASE_URL="+simURL, "FIC_ACCESS_TOKEN="+sim.Token(),
+				"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", sln.Addr().(*net.TCPAddr).Port), "SMTP_TLS=none",
+				"DUNNING_OPS_ADDR="+freeAddr(), "DUNNING_OPS_TOKEN=loadgen-ops-token-0000", "LOG_LEVEL=error", "INCASSO_DEMO_CLOCK=send-window")
+			d.Stderr = os.Stderr
+			if err := d.Start(); err != nil {
+				return err
+			}
+			defer func() { _ = d.Process.Signal(os.Interrupt); _ = d.Wait() }()
+			dunPid, dunStart = d.Process.Pid, time.Now()
+		}
+		cons, err := js.Consumer(ctx, events.StreamName, "dunning")
+		for i := 0; err != nil && i < 100; i++ {
+			time.Sleep(100 * time.Millisecond)
+			cons, err = js.Consumer(ctx, events.StreamName, "dunning")
+		}
+		if err != nil {
+			return fmt.Errorf("dunning consumer: %w", err)
+		}
+		var processed uint64
+		for time.Since(dunStart) < 10*time.Minute {
+			time.Sleep(500 * time.Millisecond)
+			ci, err := cons.Info(ctx)
+			if err == nil && ci.NumPending == 0 && ci.NumAckPending == 0 {
+				processed = ci.Delivered.Consumer
+				break
+			}
+		}
+		caught := time.Since(dunStart)
+		last, stable := mails.Load(), time.Now()
+		for time.Since(stable) < 5*time.Second {
+			time.Sleep(250 * time.Millisecond)
+			if n := mails.Load(); n != last {
+				last, stable = n, time.Now()
+			}
+		}
+		el := stable.Sub(dunStart).Seconds()
+		fmt.Printf("dunning: %d events handled in %.1fs (%.0f events/s, one case per open invoice); %d reminders e-mailed (grouped per client) in %.1fs (%.1f reminders/s); RSS %.1f MB, CPU %.1fs\n",
+			processed, caught.Seconds(), float64(processed)/caught.Seconds(), last, el, float64(last)/max(el, 0.001), float64(rss(dunPid))/1e6, cpu(dunPid).Seconds())
+	}
+	pages := (*invoices+99)/100 + (*invoices/20+99)/100
+	changesPerCompanyHour := float64(detected) / float64(*companies) / hours
+	basePerChange := float64(pages*12) / changesPerCompanyHour
+	fmt.Printf("\nbaseline, cron full scan every 5 min: %d requests per scan per company, %d per company-hour, detection p50 150 s / p99 297 s\n", pages, pages*12)
+	fmt.Printf("  at this workload's %.0f changes per company-hour: baseline %.2f requests per change, Incasso %.2f (ratio %.2f)\n",
+		changesPerCompanyHour, basePerChange, float64(reqs)/float64(max(1, detected)), float64(reqs)/float64(max(1, detected))/basePerChange)
+	fmt.Printf("  a cron that fits FIC's 40,000/month at 50%% can scan every %.0f min: detection p50 %.0f min\n",
+		float64(pages)/(20000.0/720)*60, float64(pages)/(20000.0/720)*60/2)
+	return nil
+}
+
+func allPaid(m map[string]any) bool {
+	for _, p := range m["payments_list"].([]map[string]any) {
+		if p["status"] != "paid" {
+			return false
+		}
+	}
+	return true
+}
+
+func countCreated(ctx context.Context, js jetstream.JetStream) (int, error) {
+	st, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter("incasso.events.*.*.created"))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c)
+	}
+	return n, nil
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// rss reads the resident set size of a process in bytes.
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// cpu reads user+system CPU time of a process.
+func cpu(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndex(s, ")")+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	stt, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+stt) * time.Second / 100
+}

@@ -10,7 +10,9 @@ if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
 fi
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
 export COMPOSE_PROJECT_NAME=incasso-ci INCASSO_DEMO_CLOCK=send-window
-./scripts/images.sh
+# .ci/run has just built the images (INCASSO_IMAGES_BUILT=1): do not
+# build them twice.
+if [ "${INCASSO_IMAGES_BUILT:-}" != 1 ]; then ./scripts/images.sh; fi
 cleanup() { "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 cleanup

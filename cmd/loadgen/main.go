@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,8 +69,19 @@ func run() error {
 		interval  = flag.Duration("min-interval", time.Hour, "POLLER_MIN_INTERVAL (scans after the initial sync)")
 		seed      = flag.Uint64("seed", 1, "seed")
 		withDun   = flag.Bool("dunning", true, "also run the dunning binary (to a local mail catcher) and report reminders/s")
+		cpuProf   = flag.String("cpuprofile", "", "write this process's CPU profile (ficsim and NATS) to the file")
 	)
 	flag.Parse()
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "loadgen")
 	if err != nil {

@@ -60,6 +60,11 @@ type Document struct {
 	RefDate         string
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
+
+	// rendered caches this version's JSON per projection (see renderJSON).
+	// A stored *Document never changes: edits go through clone(), which
+	// starts a new version with an empty cache, so it cannot go stale.
+	rendered [numProjections][]byte
 }
 
 // NextDueDate is the due date of the earliest installment not paid.
@@ -79,6 +84,7 @@ func (d *Document) NextDueDate() string {
 func (d *Document) clone() *Document {
 	c := *d
 	c.Payments = slices.Clone(d.Payments)
+	c.rendered = [numProjections][]byte{}
 	return &c
 }
 

@@ -1,6 +1,7 @@
 package ficsim
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"fmt"
@@ -93,15 +94,53 @@ func renderDetailed(d *Document) map[string]any {
 	return m
 }
 
+// projection is a cached rendering of a document (see renderJSON).
+type projection int
+
+const (
+	basicView    projection = iota // the list default
+	detailedView                   // fieldset=detailed and the single GET
+	numProjections
+)
+
+// renderJSON returns d's JSON in a projection, rendered once per document
+// version: a scan re-reads every page, and re-encoding unchanged documents
+// was a third of the sandbox's CPU in load runs. The bytes are what
+// writeJSON would produce for the map (sorted keys, no HTML escaping). Call
+// it with s.mu held; the returned bytes must not be modified.
+func renderJSON(d *Document, p projection) json.RawMessage {
+	if b := d.rendered[p]; b != nil {
+		return b
+	}
+	m := renderBasic(d)
+	if p == detailedView {
+		m = renderDetailed(d)
+	}
+	b := encodeJSON(m)
+	d.rendered[p] = b
+	return b
+}
+
+// encodeJSON encodes like writeJSON, without the trailing newline.
+func encodeJSON(v any) json.RawMessage {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		panic(fmt.Sprintf("ficsim: render: %v", err)) // maps of plain values always encode
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
 // renderer picks the projection for fieldset/fields. list selects the list
 // default (basic); a single GET defaults to detailed.
-func renderer(fieldset, fields string, list bool) (func(*Document) map[string]any, error) {
+func renderer(fieldset, fields string, list bool) (func(*Document) json.RawMessage, error) {
 	if fields != "" {
 		want := map[string]bool{"id": true}
 		for _, f := range strings.Split(fields, ",") {
 			want[strings.TrimSpace(f)] = true
 		}
-		return func(d *Document) map[string]any {
+		return func(d *Document) json.RawMessage {
 			full := renderDetailed(d)
 			out := make(map[string]any, len(want))
 			for k := range want {
@@ -109,19 +148,21 @@ func renderer(fieldset, fields string, list bool) (func(*Document) map[string]an
 					out[k] = v
 				}
 			}
-			return out
+			return encodeJSON(out)
 		}, nil
 	}
+	basic := func(d *Document) json.RawMessage { return renderJSON(d, basicView) }
+	detailed := func(d *Document) json.RawMessage { return renderJSON(d, detailedView) }
 	switch fieldset {
 	case "":
 		if list {
-			return renderBasic, nil
+			return basic, nil
 		}
-		return renderDetailed, nil
+		return detailed, nil
 	case "basic":
-		return renderBasic, nil
+		return basic, nil
 	case "detailed", "fic_view":
-		return renderDetailed, nil
+		return detailed, nil
 	}
 	return nil, fmt.Errorf("the selected fieldset %q is invalid", fieldset)
 }

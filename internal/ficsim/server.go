@@ -335,7 +335,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	lastPage := max(1, (total+perPage-1)/perPage)
 	from := (page - 1) * perPage
 	to := min(from+perPage, total)
-	data := make([]map[string]any, 0, perPage)
+	data := make([]json.RawMessage, 0, perPage)
 	if from < total {
 		for _, d := range matched[from:to] {
 			data = append(data, render(d))
@@ -393,7 +393,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	d, found := s.comps[cid].docs[id]
-	var out map[string]any
+	var out json.RawMessage
 	if found {
 		if !authFrom(r).hasScope(docScope(d.Type)) {
 			s.mu.Unlock()
@@ -422,9 +422,9 @@ func (s *Server) handleBinList(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	slices.Sort(ids)
-	data := make([]map[string]any, 0, len(ids))
+	data := make([]json.RawMessage, 0, len(ids))
 	for _, id := range ids {
-		data = append(data, renderBasic(c.bin[id]))
+		data = append(data, renderJSON(c.bin[id], basicView))
 	}
 	s.mu.Unlock()
 	s.writeAPI(w, r, map[string]any{"data": data})
@@ -435,9 +435,9 @@ func (s *Server) handleBinGet(w http.ResponseWriter, r *http.Request) {
 	id, _ := pathInt(r, "id")
 	s.mu.Lock()
 	d, ok := s.comps[cid].bin[id]
-	var out map[string]any
+	var out json.RawMessage
 	if ok {
-		out = renderDetailed(d)
+		out = renderJSON(d, detailedView)
 	}
 	s.mu.Unlock()
 	if !ok {

@@ -2,6 +2,7 @@ package receivables_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -36,5 +37,20 @@ func TestDate(t *testing.T) {
 	}
 	if receivables.DateIn(time.Date(2026, 6, 30, 22, 30, 0, 0, time.UTC), receivables.Rome) != receivables.MustDate("2026-07-01") {
 		t.Error("DateIn Rome")
+	}
+}
+
+func TestDateString(t *testing.T) {
+	for _, d := range []receivables.Date{
+		{Year: 2026, Month: 1, Day: 1}, {Year: 2026, Month: 12, Day: 31}, {Year: 999, Month: 9, Day: 9},
+		{Year: 1, Month: 1, Day: 1}, {Year: 9999, Month: 12, Day: 31}, {Year: 10000, Month: 1, Day: 1},
+		{Year: -1, Month: 1, Day: 1}, {Year: 2026, Month: 13, Day: 1}, {Year: 2026, Month: 0, Day: 5},
+	} {
+		if got, want := d.String(), fmt.Sprintf("%04d-%02d-%02d", d.Year, d.Month, d.Day); got != want {
+			t.Errorf("%#v: got %q, want %q", d, got, want)
+		}
+	}
+	if got := (receivables.Date{}).String(); got != "" {
+		t.Errorf("zero date: got %q, want empty", got)
 	}
 }

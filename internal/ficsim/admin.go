@@ -327,6 +327,29 @@ func (s *Server) DocumentCount(cid int64) int {
 	return 0
 }
 
+// InvoiceIDs returns the ids of a company's live invoices, those with an
+// installment not paid and those fully paid, ordered by id. Unlike
+// Documents it renders nothing, so a load generator picking what to change
+// does not hold the server's lock for long.
+func (s *Server) InvoiceIDs(cid int64) (open, paid []int64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.companyLocked(cid)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, id := range c.order {
+		if d := c.docs[id]; d.Type == "invoice" {
+			if d.NextDueDate() != "" {
+				open = append(open, id)
+			} else {
+				paid = append(paid, id)
+			}
+		}
+	}
+	return open, paid, nil
+}
+
 // Documents returns the ground truth: every live document of a company in
 // detailed form, ordered by id.
 func (s *Server) Documents(cid int64) ([]map[string]any, error) {

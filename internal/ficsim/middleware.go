@@ -1,6 +1,7 @@
 package ficsim
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -188,20 +189,27 @@ func (s *Server) injectFault(w http.ResponseWriter, r *http.Request) bool {
 
 // writeAPI writes a 2xx API body, corrupting it when a body fault fires.
 func (s *Server) writeAPI(w http.ResponseWriter, _ *http.Request, v any) {
+	s.writeAPIBody(w, [][]byte{encodeJSON(v)})
+}
+
+// writeAPIBody is writeAPI for a body already encoded, in parts (see
+// withData) written one after the other: a page's cached documents are not
+// copied into a body of their own first.
+func (s *Server) writeAPIBody(w http.ResponseWriter, parts [][]byte) {
 	f := s.currentFaults()
 	switch {
 	case s.roll(f.MalformedRatio):
-		b, _ := json.Marshal(v)
+		b := string(bytes.Join(parts, nil))
 		// Valid JSON framing, wrong types inside: an amount that is not a number.
-		bad := strings.Replace(string(b), `"amount_gross":`, `"amount_gross":"12,50 EUR","x":`, 1)
-		if bad == string(b) {
-			bad = string(b[:len(b)/2]) + "}]"
+		bad := strings.Replace(b, `"amount_gross":`, `"amount_gross":"12,50 EUR","x":`, 1)
+		if bad == b {
+			bad = b[:len(b)/2] + "}]"
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte(bad))
 	case s.roll(f.TruncateRatio):
-		b, _ := json.Marshal(v)
+		b := bytes.Join(parts, nil)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 		w.WriteHeader(http.StatusOK)
@@ -211,6 +219,42 @@ func (s *Server) writeAPI(w http.ResponseWriter, _ *http.Request, v any) {
 		}
 		panic(http.ErrAbortHandler) // close the connection mid-body
 	default:
-		writeJSON(w, http.StatusOK, v)
+		n := 1
+		for _, p := range parts {
+			n += len(p)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		w.WriteHeader(http.StatusOK)
+		for _, p := range parts {
+			_, _ = w.Write(p)
+		}
+		_, _ = w.Write([]byte("\n"))
 	}
+}
+
+// withData returns, in parts, the JSON object of rest with "data" set to
+// the encoded items (an array when array is true, else the single item).
+// The items — documents from their cached rendering — are neither copied nor
+// encoded (nor validated) again.
+func withData(rest map[string]any, items []json.RawMessage, array bool) [][]byte {
+	parts := make([][]byte, 0, 2*len(items)+4)
+	parts = append(parts, []byte(`{"data":`))
+	if array {
+		parts = append(parts, []byte("["))
+		for i, it := range items {
+			if i > 0 {
+				parts = append(parts, []byte(","))
+			}
+			parts = append(parts, it)
+		}
+		parts = append(parts, []byte("]"))
+	} else {
+		parts = append(parts, items[0])
+	}
+	if len(rest) == 0 {
+		return append(parts, []byte("}"))
+	}
+	head := encodeJSON(rest) // {"k":v,...}
+	return append(parts, []byte(","), head[1:])
 }

@@ -345,7 +345,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 
 	base := s.pageURL(r, cid)
 	env := map[string]any{
-		"current_page": page, "data": data, "per_page": perPage, "total": total, "last_page": lastPage,
+		"current_page": page, "per_page": perPage, "total": total, "last_page": lastPage,
 		"first_page_url": base(1), "last_page_url": base(lastPage), "path": base(0),
 		"next_page_url": nil, "prev_page_url": nil, "from": nil, "to": nil,
 	}
@@ -358,7 +358,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	if page > 1 {
 		env["prev_page_url"] = base(page - 1)
 	}
-	s.writeAPI(w, r, env)
+	s.writeAPIBody(w, withData(env, data, true))
 }
 
 // pageURL returns absolute page URLs keeping the other query parameters, as
@@ -407,7 +407,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "Document not found")
 		return
 	}
-	s.writeAPI(w, r, map[string]any{"data": out})
+	s.writeAPIBody(w, withData(nil, []json.RawMessage{out}, false))
 }
 
 func (s *Server) handleBinList(w http.ResponseWriter, r *http.Request) {
@@ -427,7 +427,7 @@ func (s *Server) handleBinList(w http.ResponseWriter, r *http.Request) {
 		data = append(data, renderJSON(c.bin[id], basicView))
 	}
 	s.mu.Unlock()
-	s.writeAPI(w, r, map[string]any{"data": data})
+	s.writeAPIBody(w, withData(nil, data, true))
 }
 
 func (s *Server) handleBinGet(w http.ResponseWriter, r *http.Request) {
@@ -444,7 +444,7 @@ func (s *Server) handleBinGet(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "Document not found")
 		return
 	}
-	s.writeAPI(w, r, map[string]any{"data": out})
+	s.writeAPIBody(w, withData(nil, []json.RawMessage{out}, false))
 }
 
 // docScope is the read scope of a document type.

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/incasso-io/incasso/internal/natsrv"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
@@ -102,26 +103,20 @@ func (p *Publisher) PublishMsgs(ctx context.Context, msgs []*nats.Msg) error {
 		p.published(msgs[0], ack.Duplicate)
 		return nil
 	}
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	for _, m := range msgs {
-		f, err := p.JS.PublishMsgAsync(m)
+	batch := make([]natsrv.Pub, len(msgs))
+	for i, m := range msgs {
+		batch[i] = natsrv.Pub{Msg: m}
+	}
+	acks, errs := natsrv.PublishAll(ctx, p.JS, batch)
+	var failed []error
+	for i, err := range errs {
 		if err != nil {
-			return fmt.Errorf("events: publish %s: %w", m.Subject, err)
+			failed = append(failed, fmt.Errorf("events: publish %s: %w", msgs[i].Subject, err))
+			continue
 		}
-		futures = append(futures, f)
+		p.published(msgs[i], acks[i].Duplicate)
 	}
-	var errs []error
-	for i, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			p.published(msgs[i], ack.Duplicate)
-		case err := <-f.Err():
-			errs = append(errs, fmt.Errorf("events: publish %s: %w", msgs[i].Subject, err))
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(failed...)
 }
 
 func (p *Publisher) published(m *nats.Msg, dup bool) {

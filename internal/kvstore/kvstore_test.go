@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/oauth2"
 
 	"github.com/incasso-io/incasso/internal/kvstore"
@@ -176,5 +177,64 @@ func TestRekey(t *testing.T) {
 	}
 	if _, _, err := old.Get(ctx, "a"); err == nil {
 		t.Error("old key still decrypts")
+	}
+}
+
+// PutAll writes a batch with Put's compare-and-set, per write: on one
+// server and on a 3-node cluster at R3 (where a failed create can surface
+// as a different API error).
+func TestSnapshotsPutAll(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		replicas int
+		js       func(*testing.T) jetstream.JetStream
+	}{
+		{"R1", 1, func(t *testing.T) jetstream.JetStream { _, _, js := natstest.MustRunJetStream(t); return js }},
+		{"R3", 3, func(t *testing.T) jetstream.JetStream { _, _, js := natstest.MustRunCluster(t, 3); return js }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, err := kvstore.NewSnapshots(ctx, tc.js(t), kvstore.BucketConfig{Replicas: tc.replicas})
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap := func(number string) rcv.Snapshot {
+				return rcv.Snapshot{Invoice: rcv.Invoice{CompanyID: 1, Number: number}}
+			}
+			revA, _ := s.Put(ctx, 1, 10, snap("a"), 0)
+			revB, _ := s.Put(ctx, 1, 11, snap("b"), 0)
+			if _, err := s.Put(ctx, 1, 11, snap("b2"), revB); err != nil {
+				t.Fatal(err)
+			}
+			revP, _ := s.Put(ctx, 1, 12, snap("p"), 0)
+			if err := s.Delete(ctx, 1, 12, revP); err != nil { // a purge marker stays
+				t.Fatal(err)
+			}
+			errs := s.PutAll(ctx, []rcv.SnapshotWrite{
+				{CompanyID: 1, ID: 20, Snapshot: snap("new"), Rev: 0},      // create
+				{CompanyID: 1, ID: 10, Snapshot: snap("a2"), Rev: revA},    // update at the read revision
+				{CompanyID: 1, ID: 11, Snapshot: snap("stale"), Rev: revB}, // written since it was read
+				{CompanyID: 1, ID: 10, Snapshot: snap("again"), Rev: 0},    // create of an existing key
+				{CompanyID: 1, ID: 12, Snapshot: snap("back"), Rev: 0},     // create over a purge marker
+			})
+			want := []bool{true, true, false, false, false} // stored?
+			for i, err := range errs {
+				if ok := err == nil; ok != want[i] {
+					t.Errorf("write %d: err %v, want stored=%v", i, err, want[i])
+				}
+				if err != nil && !errors.Is(err, rcv.ErrConflict) {
+					t.Errorf("write %d: %v, want ErrConflict", i, err)
+				}
+			}
+			for id, number := range map[int64]string{20: "new", 10: "a2", 11: "b2"} {
+				if got, _, err := s.Get(ctx, 1, id); err != nil || got.Invoice.Number != number {
+					t.Errorf("snapshot %d: %q %v, want %q", id, got.Invoice.Number, err, number)
+				}
+			}
+			// What PutAll refuses over a purge marker, Put (the retry) stores.
+			if _, err := s.Put(ctx, 1, 12, snap("back"), 0); err != nil {
+				t.Errorf("put over a purge marker: %v", err)
+			}
+		})
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/incasso-io/incasso/internal/natsrv"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
@@ -19,6 +21,7 @@ const SnapshotsBucket = "incasso_snapshots"
 // Snapshots stores one snapshot per document under <company_id>.<document_id>.
 type Snapshots struct {
 	KV jetstream.KeyValue
+	js jetstream.JetStream
 }
 
 var _ rcv.SnapshotStore = (*Snapshots)(nil)
@@ -37,20 +40,27 @@ func NewSnapshots(ctx context.Context, js jetstream.JetStream, c BucketConfig) (
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: bucket %s: %w", SnapshotsBucket, err)
 	}
-	return &Snapshots{KV: kv}, nil
+	return &Snapshots{KV: kv, js: js}, nil
 }
+
+// putPrefix is the subject prefix of the bucket's keys: what KeyValue.Put
+// publishes to for a bucket of ours (no JetStream domain, not a mirror).
+const putPrefix = "$KV." + SnapshotsBucket + "."
 
 func snapKey(cid, id int64) string {
 	return strconv.FormatInt(cid, 10) + "." + strconv.FormatInt(id, 10)
 }
 
-// conflict maps JetStream's CAS failures to receivables.ErrConflict. On
-// replicated buckets a failed Create can surface as a wrong-last-sequence
-// API error rather than ErrKeyExists, so both are matched.
+// conflict maps JetStream's CAS failures to receivables.ErrConflict: the KV
+// API's ErrKeyExists and ErrKeyRevisionMismatch, and the raw
+// wrong-last-sequence API errors of a publish with an expected last
+// sequence (PutAll), which replicated streams report as 10164 rather than
+// 10071.
 func conflict(err error) error {
 	var apiErr *jetstream.APIError
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
-		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)) {
 		return fmt.Errorf("%w: %v", rcv.ErrConflict, err)
 	}
 	return err
@@ -88,6 +98,35 @@ func (s *Snapshots) Put(ctx context.Context, cid, id int64, snap rcv.Snapshot, r
 		return 0, fmt.Errorf("kvstore: put snapshot %d/%d at revision %d: %w", cid, id, rev, conflict(err))
 	}
 	return nrev, nil
+}
+
+// PutAll implements receivables.SnapshotStore. Each write is what
+// KeyValue.Update and Create publish — the key's subject with the expected
+// last revision — but the whole batch goes out asynchronously and the acks
+// are awaited together. A create over a purge marker (a deleted document
+// that came back) reports a conflict; Put handles it on the retry.
+func (s *Snapshots) PutAll(ctx context.Context, writes []rcv.SnapshotWrite) []error {
+	errs := make([]error, len(writes))
+	batch := make([]natsrv.Pub, 0, len(writes))
+	index := make([]int, 0, len(writes))
+	for i, w := range writes {
+		b, err := json.Marshal(w.Snapshot)
+		if err != nil {
+			errs[i] = fmt.Errorf("kvstore: encode snapshot %d/%d: %w", w.CompanyID, w.ID, err)
+			continue
+		}
+		batch = append(batch, natsrv.Pub{Msg: &nats.Msg{Subject: putPrefix + snapKey(w.CompanyID, w.ID), Header: nats.Header{}, Data: b},
+			Opts: []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(w.Rev)}})
+		index = append(index, i)
+	}
+	_, perrs := natsrv.PublishAll(ctx, s.js, batch)
+	for k, err := range perrs {
+		if err != nil {
+			w := writes[index[k]]
+			errs[index[k]] = fmt.Errorf("kvstore: put snapshot %d/%d at revision %d: %w", w.CompanyID, w.ID, w.Rev, conflict(err))
+		}
+	}
+	return errs
 }
 
 // Delete implements receivables.SnapshotStore.

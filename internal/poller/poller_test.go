@@ -448,3 +448,68 @@ func keys(m map[string][]events.Data) []string {
 	}
 	return out
 }
+
+// listedThen is a snapshot store that runs hook once, right after a scan
+// has listed the stored ids: a concurrent writer acting between the listing
+// and the document's page.
+type listedThen struct {
+	rcv.SnapshotStore
+	once sync.Once
+	hook func()
+}
+
+func (l *listedThen) IDs(ctx context.Context, cid int64) ([]int64, error) {
+	ids, err := l.SnapshotStore.IDs(ctx, cid)
+	l.once.Do(l.hook)
+	return ids, err
+}
+
+// A scan does not read snapshots of documents that had none when it
+// started. If one is written in between (here a webhook refresh) and the
+// document changes before its page is read, the scan's first write loses
+// compare-and-set and the document is diffed against what was written:
+// created once, paid once, and the snapshot says paid.
+func TestSnapshotWrittenDuringScanIsDiffedNotOverwritten(t *testing.T) {
+	h := newHarness(t, ficsim.Config{Invoices: 20})
+	docs, _ := h.sim.Documents(h.cid)
+	var id int64
+	for _, d := range docs {
+		if d["type"] == "invoice" && d["next_due_date"] != nil {
+			id = d["id"].(int64)
+			break
+		}
+	}
+	ctx := context.Background()
+	h.p.Snapshots = &listedThen{SnapshotStore: h.snaps, hook: func() {
+		if _, err := h.p.Refresh(ctx, h.src, h.cid, id); err != nil {
+			t.Errorf("refresh: %v", err)
+		}
+		for {
+			m, err := h.sim.Pay(h.cid, id, ficsim.PaymentSpec{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m["next_due_date"] == nil {
+				return
+			}
+		}
+	}}
+	h.scan()
+	got := h.published()
+	of := func(typ string) int {
+		n := 0
+		for _, d := range got[typ] {
+			if d.Document.ID == id {
+				n++
+			}
+		}
+		return n
+	}
+	if c, p := of("invoice.created"), of("invoice.paid"); c != 1 || p != 1 {
+		t.Fatalf("document %d: %d created, %d paid events, want 1 and 1", id, c, p)
+	}
+	snap, rev, err := h.snaps.Get(ctx, h.cid, id)
+	if err != nil || rev == 0 || !snap.Invoice.FullyPaid() {
+		t.Fatalf("snapshot of %d: rev %d, fully paid %v, err %v; want the paid version", id, rev, snap.Invoice.FullyPaid(), err)
+	}
+}

@@ -67,6 +67,17 @@ type SnapshotStore interface {
 	Delete(ctx context.Context, companyID, id int64, rev uint64) error
 	// IDs returns the ids of every stored document of a company.
 	IDs(ctx context.Context, companyID int64) ([]int64, error)
+	// PutAll is Put for many snapshots in one round of requests. It returns
+	// one error per write (nil: stored; wrapping ErrConflict: lost
+	// compare-and-set); a failed write does not stop the others.
+	PutAll(ctx context.Context, writes []SnapshotWrite) []error
+}
+
+// SnapshotWrite is one compare-and-set write of SnapshotStore.PutAll.
+type SnapshotWrite struct {
+	CompanyID, ID int64
+	Snapshot      Snapshot
+	Rev           uint64 // the revision the snapshot was diffed against; 0: must not exist
 }
 
 // Publisher publishes transitions. Publish returns only once every change is
@@ -80,4 +91,12 @@ type Timers interface {
 	// Schedule asks for Fire(companyID, id) at instant at, replacing any
 	// earlier schedule of the document. A zero at cancels it.
 	Schedule(ctx context.Context, companyID, id int64, at time.Time) error
+	// ScheduleAll is Schedule for many documents in one round of requests.
+	ScheduleAll(ctx context.Context, timers []Timer) error
+}
+
+// Timer is one document's wake-up for Timers.ScheduleAll; a zero At cancels.
+type Timer struct {
+	CompanyID, ID int64
+	At            time.Time
 }

@@ -9,15 +9,18 @@ package timers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/incasso-io/incasso/internal/natsrv"
+	rcv "github.com/incasso-io/incasso/internal/receivables"
 	"github.com/incasso-io/incasso/internal/settle"
 )
 
@@ -55,6 +58,8 @@ type Scheduler struct {
 	stream jetstream.Stream
 }
 
+var _ rcv.Timers = (*Scheduler)(nil)
+
 // New creates or updates the poller's timer stream.
 func New(ctx context.Context, js jetstream.JetStream, replicas int) (*Scheduler, error) {
 	return NewWith(ctx, js, Config{Replicas: replicas})
@@ -83,21 +88,58 @@ func key(cid, id int64) string { return strconv.FormatInt(cid, 10) + "." + strco
 // Schedule implements receivables.Timers. Instants are rounded up to the
 // second (the @at resolution), so a timer never fires early.
 func (s *Scheduler) Schedule(ctx context.Context, cid, id int64, at time.Time) error {
-	subj := s.atPrefix() + key(cid, id)
 	if at.IsZero() {
-		if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
-			return fmt.Errorf("timers: cancel %s: %w", subj, err)
-		}
-		return nil
+		return s.cancel(ctx, cid, id)
 	}
+	subj, opts, at := s.schedule(cid, id, at)
+	if _, err := s.JS.Publish(ctx, subj, nil, opts...); err != nil {
+		return fmt.Errorf("timers: schedule %s at %s: %w", subj, at.UTC().Format(time.RFC3339), err)
+	}
+	return nil
+}
+
+// ScheduleAll implements receivables.Timers: the schedules go out
+// asynchronously and their acks are awaited together; cancellations (a
+// purge each) are rare and done one by one.
+func (s *Scheduler) ScheduleAll(ctx context.Context, ts []rcv.Timer) error {
+	batch := make([]natsrv.Pub, 0, len(ts))
+	var failed []error
+	for _, t := range ts {
+		if t.At.IsZero() {
+			if err := s.cancel(ctx, t.CompanyID, t.ID); err != nil {
+				failed = append(failed, err)
+			}
+			continue
+		}
+		subj, opts, _ := s.schedule(t.CompanyID, t.ID, t.At)
+		batch = append(batch, natsrv.Pub{Msg: &nats.Msg{Subject: subj, Header: nats.Header{}}, Opts: opts})
+	}
+	_, errs := natsrv.PublishAll(ctx, s.JS, batch)
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, fmt.Errorf("timers: schedule %s: %w", batch[i].Msg.Subject, err))
+		}
+	}
+	return errors.Join(failed...)
+}
+
+// schedule returns the subject and options of a document's schedule at an
+// instant, and the instant used (translated from a simulated clock, rounded
+// up to the second).
+func (s *Scheduler) schedule(cid, id int64, at time.Time) (string, []jetstream.PublishOpt, time.Time) {
 	if s.Clock != nil {
 		at = time.Now().Add(at.Sub(s.Clock()))
 	}
 	if t := at.Truncate(time.Second); !t.Equal(at) {
 		at = t.Add(time.Second)
 	}
-	if _, err := s.JS.Publish(ctx, subj, nil, jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(s.firePrefix()+key(cid, id))); err != nil {
-		return fmt.Errorf("timers: schedule %s at %s: %w", subj, at.UTC().Format(time.RFC3339), err)
+	return s.atPrefix() + key(cid, id), []jetstream.PublishOpt{jetstream.WithScheduleAt(at), jetstream.WithScheduleTarget(s.firePrefix() + key(cid, id))}, at
+}
+
+func (s *Scheduler) cancel(ctx context.Context, cid, id int64) error {
+	subj := s.atPrefix() + key(cid, id)
+	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+		return fmt.Errorf("timers: cancel %s: %w", subj, err)
 	}
 	return nil
 }

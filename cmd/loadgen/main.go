@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -38,7 +39,6 @@ import (
 	"github.com/incasso-io/incasso/internal/ficsim"
 	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/mailcatcher"
-	"github.com/incasso-io/incasso/internal/natsrv"
 )
 
 func main() {
@@ -69,9 +69,12 @@ func run() error {
 		interval  = flag.Duration("min-interval", time.Hour, "POLLER_MIN_INTERVAL (scans after the initial sync)")
 		seed      = flag.Uint64("seed", 1, "seed")
 		withDun   = flag.Bool("dunning", true, "also run the dunning binary (to a local mail catcher) and report reminders/s")
-		cpuProf   = flag.String("cpuprofile", "", "write this process's CPU profile (ficsim and NATS) to the file")
+		cpuProf   = flag.String("cpuprofile", "", "write this process's CPU profile (ficsim) to the file")
+		natsBin   = flag.String("nats-server", "", "nats-server binary (default: go build github.com/nats-io/nats-server/v2)")
+		simGOGC   = flag.Int("sandbox-gogc", 400, "GOGC of this process (ficsim): its large, long-lived ledger makes GC the sandbox's main cost, which in production would be FIC's")
 	)
 	flag.Parse()
+	debug.SetGCPercent(*simGOGC)
 	if *cpuProf != "" {
 		f, err := os.Create(*cpuProf)
 		if err != nil {
@@ -118,17 +121,38 @@ func run() error {
 	simURL := "http://" + ln.Addr().String()
 	go func() { _ = http.Serve(ln, sim.Handler()) }()
 
-	ns, err := natsrv.Start(natsrv.Config{Port: -1, StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		return err
+	// NATS runs as its own process, as in production: its heap (and GC) is
+	// not the sandbox's ledger, and its CPU and RSS are reported apart.
+	if *natsBin == "" {
+		*natsBin = filepath.Join(dir, "nats-server")
+		b := exec.Command("go", "build", "-o", *natsBin, "github.com/nats-io/nats-server/v2")
+		b.Stderr = os.Stderr
+		if err := b.Run(); err != nil {
+			return fmt.Errorf("build nats-server: %w", err)
+		}
 	}
-	defer ns.Shutdown()
-	nc, err := nats.Connect(ns.ClientURL())
+	natsAddr := freeAddr()
+	_, natsPort, _ := net.SplitHostPort(natsAddr)
+	nsCmd := exec.Command(*natsBin, "-js", "-sd", filepath.Join(dir, "nats"), "-a", "127.0.0.1", "-p", natsPort)
+	if err := nsCmd.Start(); err != nil {
+		return fmt.Errorf("start nats-server: %w", err)
+	}
+	defer func() { _ = nsCmd.Process.Signal(os.Interrupt); _ = nsCmd.Wait() }()
+	natsURL := "nats://" + natsAddr
+	nc, err := nats.Connect(natsURL, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
+	for i := 0; ; i++ {
+		if _, err := js.AccountInfo(ctx); err == nil {
+			break
+		} else if i == 100 {
+			return fmt.Errorf("nats-server at %s: %w", natsURL, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	// Authorize once through ficsim's OAuth and store the connection.
 	secret := make([]byte, 32)
@@ -152,7 +176,7 @@ func run() error {
 
 	httpAddr := freeAddr()
 	pem, _ := sim.WebhookPublicKeyPEM()
-	env := append(os.Environ(), "NATS_URL="+ns.ClientURL(), "FIC_BASE_URL="+simURL, "FIC_CLIENT_ID=ficsim-client",
+	env := append(os.Environ(), "NATS_URL="+natsURL, "FIC_BASE_URL="+simURL, "FIC_CLIENT_ID=ficsim-client",
 		"FIC_CLIENT_SECRET=ficsim-secret", "INCASSO_SECRET_KEY="+hex.EncodeToString(secret), "POLLER_HTTP_ADDR="+httpAddr,
 		"POLLER_MIN_INTERVAL="+interval.String(), "FIC_CLIENT_LIMITS_DISABLED=true", "LOG_LEVEL=warn", "FIC_WEBHOOK_PUBLIC_KEY="+pem,
 		"POLLER_SCAN_OPEN_ONLY="+strconv.FormatBool(*openOnly), "POLLER_PPROF=true")
@@ -162,6 +186,7 @@ func run() error {
 	cmd := exec.Command(*bin)
 	cmd.Env = env
 	cmd.Stderr = os.Stderr
+	selfCPU0 := cpu(os.Getpid())
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return err
@@ -171,11 +196,14 @@ func run() error {
 	fmt.Printf("poller pprof: http://%s/debug/pprof/\n", httpAddr)
 
 	// Initial sync.
-	var peakRSS int64
+	var peakRSS, natsPeakRSS int64
 	for {
 		time.Sleep(200 * time.Millisecond)
 		if r := rss(pid); r > peakRSS {
 			peakRSS = r
+		}
+		if r := rss(nsCmd.Process.Pid); r > natsPeakRSS {
+			natsPeakRSS = r
 		}
 		n, err := countCreated(ctx, js)
 		if err == nil && n >= total {
@@ -194,6 +222,8 @@ func run() error {
 	}
 	fmt.Printf("initial sync: %d documents in %v (%.0f docs/s), %d list requests, peak RSS %.1f MB, CPU %.1fs\n",
 		total, syncDur.Round(time.Millisecond), float64(total)/syncDur.Seconds(), syncReqs, float64(peakRSS)/1e6, syncCPU.Seconds())
+	fmt.Printf("  during the sync: nats-server CPU %.1fs, peak RSS %.1f MB; loadgen (ficsim) CPU %.1fs\n",
+		cpu(nsCmd.Process.Pid).Seconds(), float64(natsPeakRSS)/1e6, (cpu(os.Getpid()) - selfCPU0).Seconds())
 	if *webhooks {
 		// Wait for every subscription to be verified.
 		deadline := time.Now().Add(30 * time.Second)
@@ -248,20 +278,7 @@ func run() error {
 	for applied < *changes {
 		<-tick.C
 		cid := ids[r.IntN(len(ids))]
-		docs, _ := sim.Documents(cid)
-		var open []int64
-		var paid []int64
-		for _, d := range docs {
-			if d["type"] != "invoice" {
-				continue
-			}
-			pl := d["payments_list"].([]map[string]any)
-			if slices.ContainsFunc(pl, func(p map[string]any) bool { return p["status"] != "paid" }) {
-				open = append(open, d["id"].(int64))
-			} else {
-				paid = append(paid, d["id"].(int64))
-			}
-		}
+		open, paid, _ := sim.InvoiceIDs(cid)
 		var id int64
 		var typ string
 		now := time.Now()
@@ -365,7 +382,7 @@ func run() error {
 			go func() { _ = catcher.ServeSMTP(sln) }()
 			defer catcher.Close()
 			d := exec.Command(dunBin)
-			d.Env = append(os.Environ(), "NATS_URL="+ns.ClientURL(), "FIC_BASE_URL="+simURL, "FIC_ACCESS_TOKEN="+sim.Token(),
+			d.Env = append(os.Environ(), "NATS_URL="+natsURL, "FIC_BASE_URL="+simURL, "FIC_ACCESS_TOKEN="+sim.Token(),
 				"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", sln.Addr().(*net.TCPAddr).Port), "SMTP_TLS=none",
 				"DUNNING_OPS_ADDR="+freeAddr(), "DUNNING_OPS_TOKEN=loadgen-ops-token-0000", "LOG_LEVEL=error", "INCASSO_DEMO_CLOCK=send-window")
 			d.Stderr = os.Stderr

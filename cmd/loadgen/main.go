@@ -381,10 +381,12 @@ func run() error {
 			}
 			go func() { _ = catcher.ServeSMTP(sln) }()
 			defer catcher.Close()
+			opsAddr, opsToken := freeAddr(), "loadgen-ops-token-0000"
+			fmt.Printf("dunning pprof: http://%s/debug/pprof/ (Authorization: Bearer %s)\n", opsAddr, opsToken)
 			d := exec.Command(dunBin)
 			d.Env = append(os.Environ(), "NATS_URL="+natsURL, "FIC_BASE_URL="+simURL, "FIC_ACCESS_TOKEN="+sim.Token(),
 				"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", sln.Addr().(*net.TCPAddr).Port), "SMTP_TLS=none",
-				"DUNNING_OPS_ADDR="+freeAddr(), "DUNNING_OPS_TOKEN=loadgen-ops-token-0000", "LOG_LEVEL=error", "INCASSO_DEMO_CLOCK=send-window")
+				"DUNNING_OPS_ADDR="+opsAddr, "DUNNING_OPS_TOKEN="+opsToken, "DUNNING_PPROF=true", "LOG_LEVEL=error", "INCASSO_DEMO_CLOCK=send-window")
 			d.Stderr = os.Stderr
 			if err := d.Start(); err != nil {
 				return err

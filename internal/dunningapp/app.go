@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -185,7 +186,7 @@ func (m *Main) Run(ctx context.Context) error {
 		_, err := js.PublishMsg(ctx, dl)
 		return err
 	}}
-	evCC, err := cons.Consume(func(msg jetstream.Msg) {
+	handle := func(msg jetstream.Msg) {
 		e, err := events.Decode(&nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
 		if err != nil {
 			pol.Settle(ctx, msg, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
@@ -202,12 +203,27 @@ func (m *Main) Run(ctx context.Context) error {
 			return
 		}
 		pol.Settle(ctx, msg, eng.HandleEvent(ctx, rcv.EventType(e.Type()), inv), "event_id", e.ID())
+	}
+	// One lane per document (ce-source names the company, ce-subject the
+	// document; the NATS subject would not do, it carries the event type):
+	// one invoice's events in order, other invoices in parallel.
+	work := newLanes(cfg.Concurrency)
+	evCC, err := cons.Consume(func(msg jetstream.Msg) {
+		work.submit(laneKey(msg.Headers()), func() { handle(msg) })
 	})
 	if err != nil {
+		work.close()
 		return err
+	}
+	stopEvents := func() { // error paths below: no submission after close
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		settle.Drain(sctx, evCC)
+		work.close()
 	}
 	tmCC, err := sched.Consume(ctx, eng.Wake, log)
 	if err != nil {
+		stopEvents()
 		return err
 	}
 
@@ -233,9 +249,15 @@ func (m *Main) Run(ctx context.Context) error {
 	}}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", api.handler())
+	if cfg.Pprof {
+		mux.Handle("GET /debug/pprof/", api.auth(http.HandlerFunc(pprof.Index)))
+		mux.Handle("GET /debug/pprof/profile", api.auth(http.HandlerFunc(pprof.Profile)))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	ln, err := net.Listen("tcp", cfg.OpsAddr)
 	if err != nil {
+		stopEvents()
+		settle.Drain(context.Background(), tmCC)
 		return fmt.Errorf("DUNNING_OPS_ADDR %s: %w", cfg.OpsAddr, err)
 	}
 	m.OpsAddr = ln.Addr().String()
@@ -255,5 +277,12 @@ func (m *Main) Run(ctx context.Context) error {
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	settle.Drain(sctx, evCC, tmCC)
+	work.close() // after the drain: no more submissions; what is queued is settled
 	return nil
+}
+
+// laneKey is the company and document of an event message
+// ("/fic/companies/1 invoices/42"), the unit whose events stay in order.
+func laneKey(h nats.Header) string {
+	return h.Get("ce-source") + " " + h.Get("ce-subject")
 }

@@ -50,6 +50,10 @@ type Config struct {
 	OpsAddr     string `env:"DUNNING_OPS_ADDR" envDefault:"127.0.0.1:8081"`
 	OpsToken    string `env:"DUNNING_OPS_TOKEN"`
 	OpsTokenFil string `env:"DUNNING_OPS_TOKEN_FILE"`
+	Pprof       bool   `env:"DUNNING_PPROF"` // /debug/pprof on the ops API, behind its bearer token
+	// Concurrency is how many invoices' events are handled at once; one
+	// invoice's events stay in order (see lanes).
+	Concurrency int    `env:"DUNNING_CONCURRENCY" envDefault:"8"`
 	OpsURL      string `env:"DUNNING_OPS_URL" envDefault:"http://127.0.0.1:8081"`
 
 	DemoClock string `env:"INCASSO_DEMO_CLOCK"` // see calendar.DemoClock
@@ -98,6 +102,9 @@ func (c *Config) Validate() error {
 		if len(c.PlatformSecret) < 16 {
 			bad("DUNNING_PLATFORM_SECRET: at least 16 characters (signs hand-offs)")
 		}
+	}
+	if c.Concurrency < 1 || c.Concurrency > 256 {
+		bad("DUNNING_CONCURRENCY: %d, want 1 to 256", c.Concurrency)
 	}
 	switch c.LogFormat {
 	case "json", "text":

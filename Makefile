@@ -5,7 +5,7 @@ export TESTCONTAINERS_RYUK_DISABLED = true
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test test-short vet lint fuzz bench ficsim demo images compose-test clean
+.PHONY: all build test test-short vet lint fuzz bench ficsim demo images compose-test compose-test-cluster clean
 
 all: vet build test
 
@@ -49,6 +49,10 @@ images:
 # catcher; skipped without Docker.
 compose-test:
 	./scripts/compose-test.sh
+
+# The same on the "cluster" profile (3 NATS nodes, R3 streams); not in CI.
+compose-test-cluster:
+	./scripts/compose-test.sh --cluster
 
 clean:
 	rm -rf bin/ dist/

@@ -2,6 +2,7 @@
 # Smoke test of docker-compose.yml: build the images, start the stack, check
 # that events flow (poller metrics) and that a reminder reaches the mail
 # catcher, then tear everything down. Skips cleanly without Docker.
+# With --cluster it runs the "cluster" profile: 3 NATS nodes, R3 streams.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
@@ -10,13 +11,18 @@ if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
 fi
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
 export COMPOSE_PROJECT_NAME=incasso-ci INCASSO_DEMO_CLOCK=send-window
+PROFILE=()
+if [ "${1:-}" = "--cluster" ]; then
+  PROFILE=(--profile cluster)
+  export INCASSO_REPLICAS=3 INCASSO_NATS_URL=nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222
+fi
 # .ci/run has just built the images (INCASSO_IMAGES_BUILT=1): do not
 # build them twice.
 if [ "${INCASSO_IMAGES_BUILT:-}" != 1 ]; then ./scripts/images.sh; fi
-cleanup() { "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
+cleanup() { "${COMPOSE[@]}" "${PROFILE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 cleanup
-"${COMPOSE[@]}" up -d
+"${COMPOSE[@]}" "${PROFILE[@]}" up -d
 get() { curl -fsS --max-time 3 "$1" 2>/dev/null || true; }
 events=0 mails=0
 for _ in $(seq 1 90); do
@@ -29,6 +35,6 @@ for _ in $(seq 1 90); do
   sleep 2
 done
 echo "compose test: FAILED — events=$events mails=$mails" >&2
-"${COMPOSE[@]}" ps >&2 || true
-"${COMPOSE[@]}" logs --tail 40 >&2 || true
+"${COMPOSE[@]}" "${PROFILE[@]}" ps >&2 || true
+"${COMPOSE[@]}" "${PROFILE[@]}" logs --tail 40 >&2 || true
 exit 1

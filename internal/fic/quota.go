@@ -2,6 +2,7 @@ package fic
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -13,14 +14,24 @@ import (
 // Limits are the client-side request budgets per company. FIC documents
 // 1,000 requests/hour per company–app pair and 40,000/month; the short-term
 // limit of 300 requests per 5 minutes per company comes only from
-// third-party summaries (unverified), so every number is configurable.
+// third-party summaries (unverified), so every number is configurable. The
+// env tags are the variables every Incasso process that talks to FIC reads
+// them from (the poller's and dunning's configurations embed Limits).
 type Limits struct {
-	Hourly     int           // default 1000
-	Monthly    int           // default 40000 (tracked from FIC's headers)
-	ShortTerm  int           // default 300
-	ShortEvery time.Duration // default 5m
-	Burst      int           // default 20
-	Disabled   bool          // no client-side limiting (ficsim with quotas off)
+	Hourly     int           `env:"FIC_HOURLY_LIMIT" envDefault:"1000"`
+	Monthly    int           `env:"FIC_MONTHLY_LIMIT" envDefault:"40000"` // tracked from FIC's headers
+	ShortTerm  int           `env:"FIC_SHORT_TERM_LIMIT" envDefault:"300"`
+	ShortEvery time.Duration `env:"FIC_SHORT_TERM_WINDOW" envDefault:"5m"`
+	Burst      int           `env:"FIC_BURST" envDefault:"20"`
+	Disabled   bool          `env:"FIC_CLIENT_LIMITS_DISABLED"` // no client-side limiting (ficsim with quotas off)
+}
+
+// Validate reports limits that cannot be enforced, naming the variables.
+func (l Limits) Validate() error {
+	if l.Hourly <= 0 || l.Monthly <= 0 || l.ShortTerm <= 0 || l.ShortEvery <= 0 || l.Burst <= 0 {
+		return errors.New("FIC_HOURLY_LIMIT/FIC_MONTHLY_LIMIT/FIC_SHORT_TERM_LIMIT/FIC_SHORT_TERM_WINDOW/FIC_BURST: must be positive")
+	}
+	return nil
 }
 
 func (l *Limits) setDefaults() {

@@ -148,8 +148,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return float64(len(runner.Owned()))
 	})
 	httpClient := fic.NewHTTPClient()
-	quotas := fic.NewQuotas(fic.Limits{Hourly: cfg.FICHourlyLimit, Monthly: cfg.FICMonthlyLimit, ShortTerm: cfg.FICShortLimit,
-		ShortEvery: cfg.FICShortWindow, Disabled: cfg.FICLimitsOff}, nil)
+	quotas := fic.NewQuotas(cfg.FICLimits, nil)
 	newClient := func(creds fic.Credentials) (*fic.Client, error) {
 		return fic.New(fic.Config{BaseURL: cfg.FICBaseURL, HTTPClient: httpClient, Quotas: quotas, Logger: log, OnResponse: met.observeFIC}, creds)
 	}
@@ -240,7 +239,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	runner = &poller.Runner{
 		Poller: p, Leases: leases, LeaseTTL: cfg.LeaseTTL, Log: log, Companies: companies, MaxConcurrentScans: cfg.MaxScans,
-		Budget: poller.Budget{Share: cfg.ScanShare, HourlyLimit: cfg.FICHourlyLimit, MonthlyLimit: cfg.FICMonthlyLimit, MinInterval: cfg.MinInterval, MaxInterval: cfg.MaxInterval},
+		Budget: poller.Budget{Share: cfg.ScanShare, HourlyLimit: cfg.FICLimits.Hourly, MonthlyLimit: cfg.FICLimits.Monthly, MinInterval: cfg.MinInterval, MaxInterval: cfg.MaxInterval},
 		Progress: func(cid int64, kind rcv.Kind, page, last int) {
 			fmt.Fprintf(m.Out, "scan company %d %s page %d/%d\n", cid, kind, page, last)
 		},

@@ -32,11 +32,7 @@ type Config struct {
 	FICWebhookAppID string `env:"FIC_WEBHOOK_APP_ID"`
 	PublicURL       string `env:"POLLER_PUBLIC_URL"`
 
-	FICHourlyLimit  int           `env:"FIC_HOURLY_LIMIT" envDefault:"1000"`
-	FICMonthlyLimit int           `env:"FIC_MONTHLY_LIMIT" envDefault:"40000"`
-	FICShortLimit   int           `env:"FIC_SHORT_TERM_LIMIT" envDefault:"300"`
-	FICShortWindow  time.Duration `env:"FIC_SHORT_TERM_WINDOW" envDefault:"5m"`
-	FICLimitsOff    bool          `env:"FIC_CLIENT_LIMITS_DISABLED"`
+	FICLimits fic.Limits // FIC_HOURLY_LIMIT, FIC_MONTHLY_LIMIT, FIC_SHORT_TERM_*, FIC_BURST, FIC_CLIENT_LIMITS_DISABLED
 
 	NATSURL   string `env:"NATS_URL"`
 	NATSCreds string `env:"NATS_CREDS"`
@@ -136,8 +132,8 @@ func (c *Config) Validate(forConnect bool) error {
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
 		bad("INCASSO_REPLICAS: %d, want 1, 3 or 5", c.Replicas)
 	}
-	if c.FICHourlyLimit <= 0 || c.FICMonthlyLimit <= 0 || c.FICShortLimit <= 0 {
-		bad("FIC_HOURLY_LIMIT/FIC_MONTHLY_LIMIT/FIC_SHORT_TERM_LIMIT: must be positive")
+	if err := c.FICLimits.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxScans < 1 {
 		bad("POLLER_MAX_CONCURRENT_SCANS: must be at least 1")

@@ -386,7 +386,7 @@ func run() error {
 			d := exec.Command(dunBin)
 			d.Env = append(os.Environ(), "NATS_URL="+natsURL, "FIC_BASE_URL="+simURL, "FIC_ACCESS_TOKEN="+sim.Token(),
 				"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", sln.Addr().(*net.TCPAddr).Port), "SMTP_TLS=none",
-				"DUNNING_OPS_ADDR="+opsAddr, "DUNNING_OPS_TOKEN="+opsToken, "DUNNING_PPROF=true", "LOG_LEVEL=error", "INCASSO_DEMO_CLOCK=send-window")
+				"DUNNING_OPS_ADDR="+opsAddr, "DUNNING_OPS_TOKEN="+opsToken, "DUNNING_PPROF=true", "DUNNING_GROUP_DELAY=5s", "LOG_LEVEL=error", "INCASSO_DEMO_CLOCK=send-window")
 			d.Stderr = os.Stderr
 			if err := d.Start(); err != nil {
 				return err

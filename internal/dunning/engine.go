@@ -45,6 +45,13 @@ type Engine struct {
 	Rates    *interest.Table
 	Now      func() time.Time
 	Log      *slog.Logger
+	// GroupDelay is how long a client's events must have been quiet before a
+	// stage that became due on an event is sent. A burst (a first sync, an
+	// import) delivers a client's invoices over seconds or minutes; sending
+	// at the first one would list only what had arrived, and the minimum gap
+	// would then hold the rest back for days. Scheduled stages (09:00 on
+	// their day) are not delayed. 0 sends at once.
+	GroupDelay time.Duration
 }
 
 func (e *Engine) now() time.Time {
@@ -102,7 +109,10 @@ func (e *Engine) HandleEvent(ctx context.Context, typ rcv.EventType, inv rcv.Inv
 		return nil
 	}
 	p := e.Policies.For(inv.CompanyID)
-	var tr *Transition
+	var (
+		tr    *Transition
+		quiet time.Time // set when a stage became due on this event
+	)
 	c, err := e.update(ctx, inv.CompanyID, inv.ID, func(c *Case, exists bool) (bool, error) {
 		var cur *Case
 		if exists {
@@ -112,11 +122,17 @@ func (e *Engine) HandleEvent(ctx context.Context, typ rcv.EventType, inv rcv.Inv
 		if next == nil {
 			return false, nil
 		}
-		tr = t
+		tr, quiet = t, time.Time{}
 		*c = *next
 		d := Decide(e.now(), c, p, e.Calendar)
 		c.WakeAt = d.WakeAt
-		if d.Send != nil || d.Resume {
+		switch {
+		case d.Send != nil:
+			c.WakeAt = e.now().Add(e.GroupDelay)
+			if e.GroupDelay > 0 {
+				quiet = c.WakeAt
+			}
+		case d.Resume:
 			c.WakeAt = e.now()
 		}
 		return true, nil
@@ -124,7 +140,7 @@ func (e *Engine) HandleEvent(ctx context.Context, typ rcv.EventType, inv rcv.Inv
 	if err != nil || c == nil {
 		return err
 	}
-	if err := e.indexClient(ctx, c); err != nil {
+	if err := e.indexClient(ctx, c, quiet); err != nil {
 		return err
 	}
 	if tr != nil {
@@ -171,7 +187,7 @@ func (e *Engine) credit(ctx context.Context, cn rcv.Invoice) error {
 			return err
 		}
 		if nc != nil && tr != nil {
-			if err := e.indexClient(ctx, nc); err != nil {
+			if err := e.indexClient(ctx, nc, time.Time{}); err != nil {
 				return err
 			}
 			if err := e.transition(ctx, nc, tr, "", "credit note "+cn.Number); err != nil {
@@ -215,8 +231,9 @@ func (e *Engine) schedule(ctx context.Context, c *Case) error {
 	return e.Wakeups.Schedule(ctx, c.CompanyID, c.InvoiceID, c.WakeAt)
 }
 
-// indexClient keeps the client's list of open cases.
-func (e *Engine) indexClient(ctx context.Context, c *Case) error {
+// indexClient keeps the client's list of open cases and, when quiet is set
+// (a stage became due on an event), extends its quiet period to quiet.
+func (e *Engine) indexClient(ctx context.Context, c *Case, quiet time.Time) error {
 	key := ClientKey(&c.Invoice)
 	open := c.State != Closed
 	for i := 0; i < casRetries; i++ {
@@ -225,14 +242,20 @@ func (e *Engine) indexClient(ctx context.Context, c *Case) error {
 			return err
 		}
 		has := slices.Contains(r.Invoices, c.InvoiceID)
-		if has == open {
+		louder := quiet.After(r.QuietUntil)
+		if has == open && !louder {
 			return nil
 		}
-		if open {
+		switch {
+		case has == open:
+		case open:
 			r.Invoices = append(r.Invoices, c.InvoiceID)
 			slices.Sort(r.Invoices)
-		} else {
+		default:
 			r.Invoices = slices.DeleteFunc(r.Invoices, func(x int64) bool { return x == c.InvoiceID })
+		}
+		if louder {
+			r.QuietUntil = quiet
 		}
 		if _, err := e.Clients.Put(ctx, c.CompanyID, key, r, rev); err == nil {
 			return nil
@@ -305,6 +328,11 @@ func (e *Engine) run(ctx context.Context, cid, id int64, o runOpts) (int, error)
 	cr, _, err := e.Clients.Get(ctx, cid, ckey)
 	if err != nil {
 		return 0, err
+	}
+	if o.force == nil && now.Before(cr.QuietUntil) {
+		// The client's events are still arriving: wait until they have
+		// been quiet, so that one message lists every invoice due.
+		return 0, e.setWake(ctx, &c, cr.QuietUntil)
 	}
 	if o.force == nil && p.MinGapDays > 0 && !cr.LastContact.IsZero() {
 		next := cr.LastContact.Add(time.Duration(p.MinGapDays) * 24 * time.Hour)

@@ -512,3 +512,49 @@ func TestUnconfiguredChannelNeedsOpsNotRetries(t *testing.T) {
 		t.Errorf("outcomes: %v", e.out.types())
 	}
 }
+
+// A client's invoices that become due on events arriving in a burst go out
+// in one message once the client has been quiet for GroupDelay: the first
+// invoice's wake comes while the burst is still arriving and waits. Without
+// the wait it would send alone and the minimum gap would hold the others
+// back for days.
+func TestBurstWaitsForQuietThenGroups(t *testing.T) {
+	e := newEnv(t)
+	e.eng.GroupDelay = time.Minute
+	ctx := context.Background()
+	docs, _ := e.sim.Documents(e.cid)
+	client := docs[0]["entity"].(map[string]any)["id"].(int64)
+	e.clk.Set(rome("2027-01-12 10:00")) // courtesy day of invoices due 2027-01-15
+	a := e.invoice(t, "2027-01-15", client)
+	ca, _, _ := e.eng.Cases.Get(ctx, e.cid, a.ID)
+	if !ca.WakeAt.Equal(rome("2027-01-12 10:01")) {
+		t.Fatalf("due on its event: wakes at %v, want after the group delay", ca.WakeAt)
+	}
+	e.clk.Set(rome("2027-01-12 10:00").Add(40 * time.Second))
+	b := e.invoice(t, "2027-01-15", client) // the burst goes on: quiet until 10:01:40
+	e.wake(t, "2027-01-12 10:01", a.ID)
+	if n := len(e.mail.all()); n != 0 {
+		t.Fatalf("%d messages while the client's events were still arriving", n)
+	}
+	if ca, _, _ = e.eng.Cases.Get(ctx, e.cid, a.ID); !ca.WakeAt.Equal(rome("2027-01-12 10:01").Add(40 * time.Second)) {
+		t.Fatalf("re-planned to %v, want the end of the quiet period", ca.WakeAt)
+	}
+	e.clk.Set(rome("2027-01-12 10:01").Add(40 * time.Second))
+	for _, id := range []int64{a.ID, b.ID} {
+		if err := e.eng.Wake(ctx, e.cid, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := e.mail.all()
+	if len(msgs) != 1 || !strings.Contains(msgs[0].Data, a.Number) || !strings.Contains(msgs[0].Data, b.Number) {
+		t.Fatalf("%d messages; want one listing both invoices", len(msgs))
+	}
+	// "Remind now" is an operator's decision: it does not wait.
+	c := e.invoice(t, "2027-01-15", client)
+	if _, err := e.eng.RemindNow(ctx, e.cid, c.ID, "", "", "maria", "asked by the client"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.mail.all()); n != 2 {
+		t.Fatalf("remind now during a quiet period: %d messages, want 2", n)
+	}
+}

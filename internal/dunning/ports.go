@@ -31,6 +31,9 @@ type ClientIndex interface {
 type ClientRecord struct {
 	Invoices    []int64   `json:"invoices"`
 	LastContact time.Time `json:"last_contact,omitzero"`
+	// QuietUntil holds the client's sends while its events are still
+	// arriving (see Engine.GroupDelay).
+	QuietUntil time.Time `json:"quiet_until,omitzero"`
 }
 
 // OutboxState of a delivery.

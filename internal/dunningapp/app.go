@@ -141,7 +141,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	client, err := fic.New(fic.Config{BaseURL: cfg.FICBaseURL, Logger: log}, fic.StaticToken(cfg.FICAccessToken))
+	client, err := fic.New(fic.Config{BaseURL: cfg.FICBaseURL, Logger: log, Quotas: fic.NewQuotas(cfg.FICLimits, nil)}, fic.StaticToken(cfg.FICAccessToken))
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	pub := &events.Publisher{JS: js}
 	eng := &dunning.Engine{Cases: cases, Clients: clients, Outbox: outbox, Audit: aud, Outcomes: outcomes{pub}, Wakeups: sched,
-		Fresh: func(int64) (dunning.Fresh, error) { return src, nil }, Senders: senders, Policies: pols, Calendar: cal, Rates: rates, Now: m.now, Log: log}
+		Fresh: func(int64) (dunning.Fresh, error) { return src, nil }, Senders: senders, Policies: pols, Calendar: cal, Rates: rates, Now: m.now, Log: log,
+		GroupDelay: cfg.GroupDelay}
 
 	// Receivables events (not our own dunning.* ones).
 	var cons jetstream.Consumer

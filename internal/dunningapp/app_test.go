@@ -77,7 +77,7 @@ func TestDunningEndToEnd(t *testing.T) {
 	token := "ops-token-0123456789"
 	cfg, err := ParseConfig([]string{"NATS_URL=" + ns.ClientURL(), "FIC_BASE_URL=" + fsrv.URL, "FIC_ACCESS_TOKEN=" + sim.Token(),
 		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", ln.Addr().(*net.TCPAddr).Port), "SMTP_TLS=none",
-		"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=" + token})
+		"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=" + token, "DUNNING_GROUP_DELAY=500ms"})
 	if err != nil {
 		t.Fatal(err)
 	}

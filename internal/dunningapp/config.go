@@ -6,8 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"time"
 
 	"github.com/incasso-io/incasso/internal/envparse"
+	"github.com/incasso-io/incasso/internal/fic"
 
 	"github.com/incasso-io/incasso/internal/notify"
 )
@@ -22,6 +24,9 @@ type Config struct {
 	FICBaseURL     string `env:"FIC_BASE_URL" envDefault:"https://api-v2.fattureincloud.it"`
 	FICAccessToken string `env:"FIC_ACCESS_TOKEN"`
 	FICAccessFile  string `env:"FIC_ACCESS_TOKEN_FILE"`
+	// FICLimits budgets the freshness checks (one GET per invoice per send)
+	// with the same variables and defaults as the poller.
+	FICLimits fic.Limits
 
 	PolicyFile string `env:"DUNNING_POLICY_FILE"`
 	RatesFile  string `env:"DUNNING_INTEREST_RATES_FILE"`
@@ -53,8 +58,11 @@ type Config struct {
 	Pprof       bool   `env:"DUNNING_PPROF"` // /debug/pprof on the ops API, behind its bearer token
 	// Concurrency is how many invoices' events are handled at once; one
 	// invoice's events stay in order (see lanes).
-	Concurrency int    `env:"DUNNING_CONCURRENCY" envDefault:"8"`
-	OpsURL      string `env:"DUNNING_OPS_URL" envDefault:"http://127.0.0.1:8081"`
+	Concurrency int `env:"DUNNING_CONCURRENCY" envDefault:"8"`
+	// GroupDelay: a client's events must be quiet this long before a stage
+	// that became due on an event is sent (see dunning.Engine.GroupDelay).
+	GroupDelay time.Duration `env:"DUNNING_GROUP_DELAY" envDefault:"30s"`
+	OpsURL     string        `env:"DUNNING_OPS_URL" envDefault:"http://127.0.0.1:8081"`
 
 	DemoClock string `env:"INCASSO_DEMO_CLOCK"` // see calendar.DemoClock
 
@@ -82,6 +90,9 @@ func (c *Config) Validate() error {
 	if c.FICAccessToken == "" {
 		bad("FIC_ACCESS_TOKEN: required for the freshness check before every send")
 	}
+	if err := c.FICLimits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(c.OpsToken) < 16 {
 		bad("DUNNING_OPS_TOKEN: required, at least 16 characters (the ops API is authenticated)")
 	}
@@ -102,6 +113,9 @@ func (c *Config) Validate() error {
 		if len(c.PlatformSecret) < 16 {
 			bad("DUNNING_PLATFORM_SECRET: at least 16 characters (signs hand-offs)")
 		}
+	}
+	if c.GroupDelay < 0 || c.GroupDelay > time.Hour {
+		bad("DUNNING_GROUP_DELAY: %v, want 0 to 1h", c.GroupDelay)
 	}
 	if c.Concurrency < 1 || c.Concurrency > 256 {
 		bad("DUNNING_CONCURRENCY: %d, want 1 to 256", c.Concurrency)

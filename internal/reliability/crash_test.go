@@ -269,7 +269,7 @@ func TestDunningSurvivesSIGKILL(t *testing.T) {
 	}
 	defer func() { _ = poller.Process.Signal(syscall.SIGTERM); _ = poller.Wait() }()
 	denv := append(common, "SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", ln.Addr().(*net.TCPAddr).Port), "SMTP_TLS=none",
-		"DUNNING_OPS_TOKEN=crash-test-ops-token")
+		"DUNNING_OPS_TOKEN=crash-test-ops-token", "DUNNING_GROUP_DELAY=1s")
 	r := mrand.New(mrand.NewPCG(9, 9))
 	kills := 0
 	total := func() int {

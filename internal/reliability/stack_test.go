@@ -70,7 +70,7 @@ func startStack(t *testing.T, natsURL string, seed uint64, js jetstream.JetStrea
 	}
 	dcfg, err := dunningapp.ParseConfig([]string{"NATS_URL=" + natsURL, "INCASSO_REPLICAS=3", "FIC_BASE_URL=" + srv.URL,
 		"FIC_ACCESS_TOKEN=" + sim.Token(), "SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", sln.Addr().(*net.TCPAddr).Port),
-		"SMTP_TLS=none", "DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=reliability-test-ops-token"})
+		"SMTP_TLS=none", "DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=reliability-test-ops-token", "DUNNING_GROUP_DELAY=1s"})
 	if err != nil {
 		t.Fatal(err)
 	}

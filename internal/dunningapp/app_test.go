@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/incasso-io/incasso/internal/events"
 	"github.com/incasso-io/incasso/internal/fic"
@@ -75,31 +76,13 @@ func TestDunningEndToEnd(t *testing.T) {
 	now := func() time.Time { return time.Now().Add(offset) }
 
 	token := "ops-token-0123456789"
-	cfg, err := ParseConfig([]string{"NATS_URL=" + ns.ClientURL(), "FIC_BASE_URL=" + fsrv.URL, "FIC_ACCESS_TOKEN=" + sim.Token(),
+	m, logs := runService(t, now, "NATS_URL="+ns.ClientURL(), "FIC_BASE_URL="+fsrv.URL, "FIC_ACCESS_TOKEN="+sim.Token(),
 		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", ln.Addr().(*net.TCPAddr).Port), "SMTP_TLS=none",
-		"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=" + token, "DUNNING_GROUP_DELAY=500ms"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncWriter{w: &bytes.Buffer{}}
-	m := &Main{Config: cfg, Log: newLogger(cfg, logs), Now: now, Started: make(chan struct{})}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(rctx) }()
-	defer func() { cancel(); <-done }()
-	<-m.Started
+		"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN="+token, "DUNNING_GROUP_DELAY=500ms")
 
 	// The poller publishes the ledger.
-	client, _ := fic.New(fic.Config{BaseURL: fsrv.URL, Quotas: fic.NewQuotas(fic.Limits{Disabled: true}, nil)}, fic.StaticToken(sim.Token()))
-	if _, err := events.EnsureStream(ctx, js, events.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	snaps, _ := kvstore.NewSnapshots(ctx, js, kvstore.BucketConfig{})
-	p := &poller.Poller{Snapshots: snaps, Publisher: &events.Publisher{JS: js}, Now: now}
-	if _, err := p.Scan(ctx, &fic.Source{Client: client}, cid, nil); err != nil {
+	p, src := ledgerPoller(t, js, fsrv.URL, sim.Token(), now)
+	if _, err := p.Scan(ctx, src, cid, nil); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -230,4 +213,45 @@ func (s *syncWriter) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.(*bytes.Buffer).String()
+}
+
+// runService runs the dunning service with env (KEY=VALUE pairs) on the
+// clock now until the test ends, and returns it once it has started, with
+// its log.
+func runService(t *testing.T, now func() time.Time, env ...string) (*Main, *syncWriter) {
+	t.Helper()
+	cfg, err := ParseConfig(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	m := &Main{Config: cfg, Log: newLogger(cfg, logs), Now: now, Started: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-m.Started
+	return m, logs
+}
+
+// ledgerPoller returns a poller that publishes the sandbox's documents as
+// receivables events on js, and the source it scans.
+func ledgerPoller(t *testing.T, js jetstream.JetStream, ficURL, token string, now func() time.Time) (*poller.Poller, *fic.Source) {
+	t.Helper()
+	ctx := context.Background()
+	client, err := fic.New(fic.Config{BaseURL: ficURL, Quotas: fic.NewQuotas(fic.Limits{Disabled: true}, nil)}, fic.StaticToken(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.EnsureStream(ctx, js, events.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := kvstore.NewSnapshots(ctx, js, kvstore.BucketConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &poller.Poller{Snapshots: snaps, Publisher: &events.Publisher{JS: js}, Now: now}, &fic.Source{Client: client}
 }

@@ -1,7 +1,6 @@
 package dunningapp
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -11,12 +10,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/incasso-io/incasso/internal/events"
-	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/ficsim"
 	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/natstest"
-	"github.com/incasso-io/incasso/internal/poller"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
@@ -76,28 +72,11 @@ func TestEveryDueInvoiceGroupedOnceWhateverTheLanes(t *testing.T) {
 				}
 			}
 
-			cfg, err := ParseConfig([]string{"NATS_URL=" + ns.ClientURL(), "FIC_BASE_URL=" + fsrv.URL, "FIC_ACCESS_TOKEN=" + sim.Token(),
+			_, logs := runService(t, now, "NATS_URL="+ns.ClientURL(), "FIC_BASE_URL="+fsrv.URL, "FIC_ACCESS_TOKEN="+sim.Token(),
 				"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", ln.Addr().(*net.TCPAddr).Port), "SMTP_TLS=none",
 				"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=ops-token-0123456789", fmt.Sprintf("DUNNING_CONCURRENCY=%d", lanes),
-				"DUNNING_GROUP_DELAY=3s", "FIC_CLIENT_LIMITS_DISABLED=true"}) // this tests grouping, not the budget of freshness checks
-			if err != nil {
-				t.Fatal(err)
-			}
-			logs := &syncWriter{w: &bytes.Buffer{}}
-			m := &Main{Config: cfg, Log: newLogger(cfg, logs), Now: now, Started: make(chan struct{})}
-			rctx, cancel := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() { done <- m.Run(rctx) }()
-			defer func() { cancel(); <-done }()
-			<-m.Started
-
-			client, _ := fic.New(fic.Config{BaseURL: fsrv.URL, Quotas: fic.NewQuotas(fic.Limits{Disabled: true}, nil)}, fic.StaticToken(sim.Token()))
-			if _, err := events.EnsureStream(ctx, js, events.StreamConfig{}); err != nil {
-				t.Fatal(err)
-			}
-			snaps, _ := kvstore.NewSnapshots(ctx, js, kvstore.BucketConfig{})
-			p := &poller.Poller{Snapshots: snaps, Publisher: &events.Publisher{JS: js}, Now: now}
-			src := &fic.Source{Client: client}
+				"DUNNING_GROUP_DELAY=3s", "FIC_CLIENT_LIMITS_DISABLED=true") // this tests grouping, not the budget of freshness checks
+			p, src := ledgerPoller(t, js, fsrv.URL, sim.Token(), now)
 			create(1)
 			if _, err := p.Scan(ctx, src, cid, nil); err != nil {
 				t.Fatal(err)

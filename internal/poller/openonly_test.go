@@ -51,15 +51,7 @@ func TestOpenOnlyScanDetectsPaymentsWithFewRequests(t *testing.T) {
 	// 40 invoices get paid in full between two scans.
 	before := len(h.published()["invoice.paid"])
 	for _, id := range open[:40] {
-		for {
-			m, err := h.sim.Pay(h.cid, id, ficsim.PaymentSpec{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if m["next_due_date"] == nil {
-				break
-			}
-		}
+		payInFull(t, h.sim, h.cid, id)
 	}
 	h.sim.ResetStats()
 	res, err := h.p.Scan(ctx, openOnly, h.cid, nil)

@@ -484,15 +484,7 @@ func TestSnapshotWrittenDuringScanIsDiffedNotOverwritten(t *testing.T) {
 		if _, err := h.p.Refresh(ctx, h.src, h.cid, id); err != nil {
 			t.Errorf("refresh: %v", err)
 		}
-		for {
-			m, err := h.sim.Pay(h.cid, id, ficsim.PaymentSpec{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if m["next_due_date"] == nil {
-				return
-			}
-		}
+		payInFull(t, h.sim, h.cid, id)
 	}}
 	h.scan()
 	got := h.published()

@@ -50,34 +50,16 @@ func (b *box) count() int  { b.mu.Lock(); defer b.mu.Unlock(); return b.n }
 // seeded ledger, dunning opens cases, its durable timers fire and reminders
 // reach a real SMTP server; the ops API and the CLI work and are authenticated.
 func TestDunningEndToEnd(t *testing.T) {
-	sim, err := ficsim.New(ficsim.Config{Seed: 4, Companies: 1, Invoices: 60})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fsrv := httptest.NewServer(sim.Handler())
-	defer func() { fsrv.Close(); sim.Close() }()
+	sim, fsrv := startSandbox(t, ficsim.Config{Seed: 4, Companies: 1, Invoices: 60})
 	cid := sim.CompanyIDs()[0]
 	ns, _, js := natstest.MustRunJetStream(t)
 	ctx := context.Background()
-
-	mb := &box{}
-	ss := smtp.NewServer(mb)
-	ss.AllowInsecureAuth = true
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go func() { _ = ss.Serve(ln) }()
-	defer ss.Close()
-
-	// Business clock: 10:00 Rome on the next business day (inside the window).
-	day := rcv.DateIn(time.Now(), rcv.Rome).AddDays(1)
-	for day.In(rcv.Rome).Weekday() == time.Saturday || day.In(rcv.Rome).Weekday() == time.Sunday {
-		day = day.AddDays(1)
-	}
-	offset := time.Until(day.In(rcv.Rome).Add(10 * time.Hour))
-	now := func() time.Time { return time.Now().Add(offset) }
+	mb, smtpPort := startSMTP(t)
+	day, now := businessMorning()
 
 	token := "ops-token-0123456789"
 	m, logs := runService(t, now, "NATS_URL="+ns.ClientURL(), "FIC_BASE_URL="+fsrv.URL, "FIC_ACCESS_TOKEN="+sim.Token(),
-		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", ln.Addr().(*net.TCPAddr).Port), "SMTP_TLS=none",
+		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", smtpPort), "SMTP_TLS=none",
 		"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN="+token, "DUNNING_GROUP_DELAY=500ms")
 
 	// The poller publishes the ledger.
@@ -254,4 +236,43 @@ func ledgerPoller(t *testing.T, js jetstream.JetStream, ficURL, token string, no
 		t.Fatal(err)
 	}
 	return &poller.Poller{Snapshots: snaps, Publisher: &events.Publisher{JS: js}, Now: now}, &fic.Source{Client: client}
+}
+
+// startSandbox runs ficsim over HTTP until the test ends.
+func startSandbox(t *testing.T, cfg ficsim.Config) (*ficsim.Server, *httptest.Server) {
+	t.Helper()
+	sim, err := ficsim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(func() { srv.Close(); sim.Close() })
+	return sim, srv
+}
+
+// startSMTP runs a real SMTP server (go-smtp) counting what it receives
+// until the test ends, and returns it with its port.
+func startSMTP(t *testing.T) (*box, int) {
+	t.Helper()
+	mb := &box{}
+	ss := smtp.NewServer(mb)
+	ss.AllowInsecureAuth = true
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = ss.Serve(ln) }()
+	t.Cleanup(func() { _ = ss.Close() })
+	return mb, ln.Addr().(*net.TCPAddr).Port
+}
+
+// businessMorning is a business clock at 10:00 Rome on the next business
+// day (inside the send window), and that day.
+func businessMorning() (rcv.Date, func() time.Time) {
+	day := rcv.DateIn(time.Now(), rcv.Rome).AddDays(1)
+	for day.In(rcv.Rome).Weekday() == time.Saturday || day.In(rcv.Rome).Weekday() == time.Sunday {
+		day = day.AddDays(1)
+	}
+	offset := time.Until(day.In(rcv.Rome).Add(10 * time.Hour))
+	return day, func() time.Time { return time.Now().Add(offset) }
 }

@@ -3,12 +3,8 @@ package dunningapp
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http/httptest"
 	"testing"
 	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"github.com/incasso-io/incasso/internal/ficsim"
 	"github.com/incasso-io/incasso/internal/kvstore"
@@ -26,28 +22,12 @@ import (
 func TestEveryDueInvoiceGroupedOnceWhateverTheLanes(t *testing.T) {
 	for _, lanes := range []int{1, 8} {
 		t.Run(fmt.Sprintf("lanes=%d", lanes), func(t *testing.T) {
-			sim, err := ficsim.New(ficsim.Config{Seed: 7, Companies: 1, Invoices: 30, Quotas: ficsim.QuotaConfig{Off: true}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			fsrv := httptest.NewServer(sim.Handler())
-			defer func() { fsrv.Close(); sim.Close() }()
+			sim, fsrv := startSandbox(t, ficsim.Config{Seed: 7, Companies: 1, Invoices: 30, Quotas: ficsim.QuotaConfig{Off: true}})
 			cid := sim.CompanyIDs()[0]
 			ns, _, js := natstest.MustRunJetStream(t)
 			ctx := context.Background()
-
-			mb := &box{}
-			ss := smtp.NewServer(mb)
-			ln, _ := net.Listen("tcp", "127.0.0.1:0")
-			go func() { _ = ss.Serve(ln) }()
-			defer ss.Close()
-
-			day := rcv.DateIn(time.Now(), rcv.Rome).AddDays(1)
-			for day.In(rcv.Rome).Weekday() == time.Saturday || day.In(rcv.Rome).Weekday() == time.Sunday {
-				day = day.AddDays(1)
-			}
-			offset := time.Until(day.In(rcv.Rome).Add(10 * time.Hour))
-			now := func() time.Time { return time.Now().Add(offset) }
+			mb, smtpPort := startSMTP(t)
+			day, now := businessMorning()
 
 			// Three clients of the seeded ledger, ten invoices each due in
 			// three days: their courtesy notice is due today.
@@ -73,7 +53,7 @@ func TestEveryDueInvoiceGroupedOnceWhateverTheLanes(t *testing.T) {
 			}
 
 			_, logs := runService(t, now, "NATS_URL="+ns.ClientURL(), "FIC_BASE_URL="+fsrv.URL, "FIC_ACCESS_TOKEN="+sim.Token(),
-				"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", ln.Addr().(*net.TCPAddr).Port), "SMTP_TLS=none",
+				"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", smtpPort), "SMTP_TLS=none",
 				"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=ops-token-0123456789", fmt.Sprintf("DUNNING_CONCURRENCY=%d", lanes),
 				"DUNNING_GROUP_DELAY=3s", "FIC_CLIENT_LIMITS_DISABLED=true") // this tests grouping, not the budget of freshness checks
 			p, src := ledgerPoller(t, js, fsrv.URL, sim.Token(), now)

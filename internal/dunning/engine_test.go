@@ -31,7 +31,8 @@ import (
 type mailbox struct {
 	mu   sync.Mutex
 	msgs []mailMsg
-	fail int // next N deliveries are refused with 550
+	fail     int // next N deliveries are refused with 550 (a bounce)
+	tempFail int // next N deliveries are deferred with 451 (try again later)
 }
 
 type mailMsg struct {
@@ -52,6 +53,10 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.mb.fail > 0 {
 		s.mb.fail--
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
+	if s.mb.tempFail > 0 {
+		s.mb.tempFail--
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
 	}
 	s.m.To = append(s.m.To, to)
 	return nil
@@ -404,6 +409,34 @@ func TestBounceBecomesDeliveryFailed(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(e.out.types(), ","), "dunning.delivery_failed") {
 		t.Errorf("outcomes: %v", e.out.types())
+	}
+}
+
+// A temporary SMTP refusal (4xx) is not a bounce: nothing is recorded as
+// sent or failed, the wake fails so that its timer is retried, and the
+// retry delivers the reminder exactly once.
+func TestTemporarySMTPErrorIsRetried(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.clk.Set(rome("2027-01-04 10:00"))
+	inv := e.invoice(t, "2027-01-15", 0)
+	e.mail.mu.Lock()
+	e.mail.tempFail = 1
+	e.mail.mu.Unlock()
+	e.clk.Set(rome("2027-01-12 09:00"))
+	if err := e.eng.Wake(ctx, e.cid, inv.ID); err == nil {
+		t.Fatal("a deferred delivery must fail the wake, so that its timer retries it")
+	}
+	if c, _, _ := e.eng.Cases.Get(ctx, e.cid, inv.ID); len(c.Sent) != 0 || len(c.Attention) != 0 || len(e.mail.all()) != 0 {
+		t.Fatalf("after a 451: sent %v, attention %v, %d messages; want nothing recorded", c.Sent, c.Attention, len(e.mail.all()))
+	}
+	e.wake(t, "2027-01-12 09:05", inv.ID) // the timer's redelivery
+	c, _, _ := e.eng.Cases.Get(ctx, e.cid, inv.ID)
+	if n := len(e.mail.all()); n != 1 || len(c.Sent) != 1 || c.Sent[0].Outcome != "sent" {
+		t.Fatalf("after the retry: %d messages, sent %v; want exactly one", n, c.Sent)
+	}
+	if strings.Contains(strings.Join(e.out.types(), ","), "dunning.delivery_failed") {
+		t.Errorf("a temporary refusal was reported as a failed delivery: %v", e.out.types())
 	}
 }
 

@@ -407,6 +407,18 @@ func (c *Client) ListPage(ctx context.Context, companyID int64, opt ListOptions,
 	if err := c.do(ctx, request{company: companyID, method: http.MethodGet, path: path, query: q, endpoint: "list_issued_documents"}, &raw); err != nil {
 		return Page{}, fmt.Errorf("fic: list %s page %d of company %d: %w", opt.Type, page, companyID, err)
 	}
+	p, err := DecodePage(raw, page)
+	if err != nil {
+		return Page{}, fmt.Errorf("fic: list %s page %d of company %d: %w", opt.Type, page, companyID, err)
+	}
+	return p, nil
+}
+
+// DecodePage decodes the body of a list response expected to be page
+// number page. A body that is not a pagination envelope, or is another
+// page, is an ErrMalformed; a document that does not decode is reported in
+// Page.Errors by id and the rest of the page is kept.
+func DecodePage(raw []byte, page int) (Page, error) {
 	// Fast path: the whole page decodes at once. Any problem falls back to
 	// decoding document by document, so one bad document is reported by id
 	// and the rest of the page is kept.
@@ -428,7 +440,7 @@ func (c *Client) ListPage(ctx context.Context, companyID int64, opt ListOptions,
 			Data        []json.RawMessage `json:"data"`
 		}
 		if err := json.Unmarshal(raw, &env); err != nil {
-			return Page{}, fmt.Errorf("fic: list %s page %d of company %d: %w: %v", opt.Type, page, companyID, ErrMalformed, err)
+			return Page{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 		}
 		fast.CurrentPage, fast.LastPage, fast.PerPage, fast.Total = env.CurrentPage, env.LastPage, env.PerPage, env.Total
 		if env.Data == nil {
@@ -437,10 +449,10 @@ func (c *Client) ListPage(ctx context.Context, companyID int64, opt ListOptions,
 		docs = env.Data
 	}
 	if fast.CurrentPage == nil || fast.LastPage == nil {
-		return Page{}, fmt.Errorf("fic: list %s page %d of company %d: %w: pagination envelope incomplete (current_page, last_page, data)", opt.Type, page, companyID, ErrMalformed)
+		return Page{}, fmt.Errorf("%w: pagination envelope incomplete (current_page, last_page, data)", ErrMalformed)
 	}
 	if *fast.CurrentPage != page {
-		return Page{}, fmt.Errorf("fic: list %s page %d of company %d: %w: server returned page %d", opt.Type, page, companyID, ErrMalformed, *fast.CurrentPage)
+		return Page{}, fmt.Errorf("%w: server returned page %d", ErrMalformed, *fast.CurrentPage)
 	}
 	p := Page{Number: page, LastPage: *fast.LastPage}
 	if fast.Total != nil {

@@ -145,6 +145,10 @@ func (s *FlexString) UnmarshalJSON(b []byte) error {
 	case bytes.Equal(b, []byte("null")):
 		*s = ""
 	case len(b) > 0 && b[0] == '"':
+		if v, ok := plainString(b); ok {
+			*s = FlexString(v)
+			return nil
+		}
 		var v string
 		if err := json.Unmarshal(b, &v); err != nil {
 			return err
@@ -160,6 +164,22 @@ func (s *FlexString) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// plainString returns the contents of a JSON string literal that has no
+// escape sequence (almost every value FIC sends), without the allocations
+// of a full decode; ok is false for anything else.
+func plainString(b []byte) (string, bool) {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return "", false
+	}
+	in := b[1 : len(b)-1]
+	for _, c := range in {
+		if c == '\\' || c == '"' || c < 0x20 || c >= 0x80 {
+			return "", false
+		}
+	}
+	return string(in), true
+}
+
 // Timestamp is FIC's "YYYY-MM-DD hh:mm:ss" with no zone, read as Europe/Rome.
 // RFC 3339 values are accepted too. The zero Timestamp means absent.
 type Timestamp struct{ time.Time }
@@ -170,9 +190,12 @@ func (t *Timestamp) UnmarshalJSON(b []byte) error {
 		*t = Timestamp{}
 		return nil
 	}
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return fmt.Errorf("timestamp: want a string, got %s", b)
+	s, ok := plainString(b)
+	if !ok {
+		var err error
+		if s, err = strconv.Unquote(string(b)); err != nil {
+			return fmt.Errorf("timestamp: want a string, got %s", b)
+		}
 	}
 	if s == "" {
 		*t = Timestamp{}

@@ -177,3 +177,50 @@ func FuzzDecodeDocument(f *testing.F) {
 		}
 	})
 }
+
+// String fields FIC sends as strings, numbers or null decode alike, with
+// escapes and non-ASCII text intact (the fast path must not change them).
+func TestFlexStringAndTimestampDecoding(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`"IT01234567890"`, "IT01234567890"},
+		{`3881520161`, "3881520161"},
+		{`null`, ""},
+		{`""`, ""},
+		{`"Via \"Roma\" 1"`, `Via "Roma" 1`},
+		{`"Caff\u00e8 Nerò"`, "Caffè Nerò"},
+		{`"a\\b\/c\n"`, "a\\b/c\n"},
+	} {
+		var got struct {
+			V fic.FlexString `json:"v"`
+		}
+		if err := json.Unmarshal([]byte(`{"v":`+tc.in+`}`), &got); err != nil || string(got.V) != tc.want {
+			t.Errorf("FlexString %s = %q, %v; want %q", tc.in, got.V, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		in   string
+		want time.Time
+		bad  bool
+	}{
+		{in: `"2026-03-29 02:30:00"`, want: time.Date(2026, 3, 29, 2, 30, 0, 0, receivables.Rome)},
+		{in: `"2026-07-01 12:00:00"`, want: time.Date(2026, 7, 1, 10, 0, 0, 0, time.UTC)},
+		{in: `"2026-07-01T12:00:00Z"`, want: time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)},
+		{in: `"2026-07-01 12:00:00\u0000"`, bad: true},
+		{in: `null`},
+		{in: `""`},
+		{in: `"yesterday"`, bad: true},
+		{in: `12`, bad: true},
+	} {
+		var got fic.Timestamp
+		err := json.Unmarshal([]byte(tc.in), &got)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("Timestamp %s: no error", tc.in)
+			}
+			continue
+		}
+		if err != nil || !got.Equal(tc.want) {
+			t.Errorf("Timestamp %s = %v, %v; want %v", tc.in, got.Time, err, tc.want)
+		}
+	}
+}

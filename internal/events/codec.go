@@ -94,7 +94,7 @@ func Encode(subject string, e event.Event) (*nats.Msg, error) {
 	if err := e.Validate(); err != nil {
 		return nil, fmt.Errorf("events: encode %s: %w", e.Type(), err)
 	}
-	h := nats.Header{}
+	h := make(nats.Header, 11+len(e.Extensions())) // the ce-* attributes, Content-Type, Nats-Msg-Id
 	set := func(k, v string) {
 		if v != "" {
 			h[hdrPrefix+k] = []string{percentEncode(v)}

@@ -113,7 +113,7 @@ type Data struct {
 }
 
 func installment(i rcv.Installment) Installment {
-	return Installment{ID: i.ID, DueDate: i.DueDate.String(), Amount: i.Amount.StringFixed(2), Status: string(i.Status), PaidDate: i.PaidDate.String()}
+	return Installment{ID: i.ID, DueDate: i.DueDate.String(), Amount: rcv.Money(i.Amount), Status: string(i.Status), PaidDate: i.PaidDate.String()}
 }
 
 // DocumentData renders the domain invoice as event data; today (Europe/Rome)
@@ -121,8 +121,8 @@ func installment(i rcv.Installment) Installment {
 func DocumentData(inv *rcv.Invoice, today rcv.Date) Document {
 	d := Document{
 		CompanyID: inv.CompanyID, ID: inv.ID, Kind: string(inv.Kind), Number: inv.Number, Numeration: inv.Numeration,
-		Date: inv.Date.String(), Currency: inv.Currency, AmountGross: inv.Gross.StringFixed(2), AmountNet: inv.Net.StringFixed(2),
-		AmountPayable: inv.Payable().StringFixed(2), AmountPaid: inv.AmountPaid().StringFixed(2), AmountDue: inv.AmountDue().StringFixed(2),
+		Date: inv.Date.String(), Currency: inv.Currency, AmountGross: rcv.Money(inv.Gross), AmountNet: rcv.Money(inv.Net),
+		AmountPayable: rcv.Money(inv.Payable()), AmountPaid: rcv.Money(inv.AmountPaid()), AmountDue: rcv.Money(inv.AmountDue()),
 		DaysOverdue: inv.DaysOverdue(today), NextDueDate: inv.NextDue().String(), SplitPayment: inv.SplitPayment,
 		Installments: make([]Installment, len(inv.Installments)), EInvoiceStatus: inv.EIStatus, Subject: inv.Subject,
 		RefNumber: inv.RefNumber, RefDate: inv.RefDate.String(),

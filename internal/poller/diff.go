@@ -130,9 +130,9 @@ func fieldChanges(p, c *rcv.Invoice, isCN bool) []rcv.FieldChange {
 			ch = append(ch, rcv.FieldChange{Field: f, Previous: a, Current: b})
 		}
 	}
-	add("amount_gross", p.Gross.StringFixed(2), c.Gross.StringFixed(2))
-	add("amount_net", p.Net.StringFixed(2), c.Net.StringFixed(2))
-	add("amount_payable", p.Payable().StringFixed(2), c.Payable().StringFixed(2))
+	add("amount_gross", rcv.Money(p.Gross), rcv.Money(c.Gross))
+	add("amount_net", rcv.Money(p.Net), rcv.Money(c.Net))
+	add("amount_payable", rcv.Money(p.Payable()), rcv.Money(c.Payable()))
 	add("payment_terms", terms(p), terms(c))
 	add("number", p.Number, c.Number)
 	add("date", p.Date.String(), c.Date.String())
@@ -144,7 +144,7 @@ func fieldChanges(p, c *rcv.Invoice, isCN bool) []rcv.FieldChange {
 	add("client.pec", p.Client.PEC, c.Client.PEC)
 	add("e_invoice_status", p.EIStatus, c.EIStatus)
 	if isCN {
-		add("amount_paid", p.AmountPaid().StringFixed(2), c.AmountPaid().StringFixed(2))
+		add("amount_paid", rcv.Money(p.AmountPaid()), rcv.Money(c.AmountPaid()))
 	}
 	return ch
 }
@@ -168,17 +168,17 @@ func terms(inv *rcv.Invoice) string {
 		}
 		b.WriteString(k.String())
 		b.WriteByte('=')
-		b.WriteString(m[k].StringFixed(2))
+		b.WriteString(rcv.Money(m[k]))
 	}
 	return b.String()
 }
 
 func contentHash(inv *rcv.Invoice, isCN bool) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s|%s|%s|%s|%d|%s|%s|%s|%s|%s|%s", inv.Gross.StringFixed(2), inv.Net.StringFixed(2), terms(inv), inv.Number,
+	fmt.Fprintf(h, "%s|%s|%s|%s|%s|%d|%s|%s|%s|%s|%s|%s", rcv.Money(inv.Gross), rcv.Money(inv.Net), terms(inv), inv.Number,
 		inv.Date, inv.Client.ID, inv.Client.Name, inv.Client.VATNumber, inv.Client.TaxCode, inv.Client.Email, inv.Client.PEC, inv.EIStatus)
 	if isCN {
-		fmt.Fprintf(h, "|%s", inv.AmountPaid().StringFixed(2))
+		fmt.Fprintf(h, "|%s", rcv.Money(inv.AmountPaid()))
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }

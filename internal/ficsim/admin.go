@@ -327,6 +327,24 @@ func (s *Server) DocumentCount(cid int64) int {
 	return 0
 }
 
+// Prerender renders every live document's detailed form into its cache,
+// as serving it would. A load generator calls it before timing a scan so
+// that the sandbox, which shares the machine with what is measured, does
+// not charge FIC's own rendering to the poller. It returns how many
+// documents were rendered.
+func (s *Server) Prerender() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.comps {
+		for _, d := range c.docs {
+			renderJSON(d, detailedView)
+			n++
+		}
+	}
+	return n
+}
+
 // InvoiceIDs returns the ids of a company's live invoices, those with an
 // installment not paid and those fully paid, ordered by id. Unlike
 // Documents it renders nothing, so a load generator picking what to change

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -276,14 +277,21 @@ func detailedWire(d *Document) *docDetailedJSON {
 
 // encodeJSON encodes like writeJSON, without the trailing newline.
 func encodeJSON(v any) json.RawMessage {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	buf := encodeBufs.Get().(*bytes.Buffer)
+	defer encodeBufs.Put(buf)
+	buf.Reset()
+	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		panic(fmt.Sprintf("ficsim: render: %v", err)) // maps of plain values always encode
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	// An exact-size copy: renderings are cached for as long as the document
+	// version lives, and growing a fresh buffer per document was the
+	// sandbox's largest cost after GC.
+	return bytes.Clone(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 }
+
+var encodeBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // renderer picks the projection for fieldset/fields. list selects the list
 // default (basic); a single GET defaults to detailed.

@@ -29,8 +29,8 @@ import (
 
 // mailbox is a real SMTP server (emersion/go-smtp) collecting messages.
 type mailbox struct {
-	mu   sync.Mutex
-	msgs []mailMsg
+	mu       sync.Mutex
+	msgs     []mailMsg
 	fail     int // next N deliveries are refused with 550 (a bounce)
 	tempFail int // next N deliveries are deferred with 451 (try again later)
 }

@@ -23,10 +23,11 @@ vet:
 lint:
 	$(ANALYSIS_ENV) $(GO) run $(STATICCHECK) ./...
 
-# The whole suite: vet, staticcheck, then the tests with the race detector. FIC_OPENAPI_SPEC enables the
+# The whole suite: gofmt, vet, staticcheck, then the tests with the race detector. FIC_OPENAPI_SPEC enables the
 # OpenAPI conformance test when the spec is present.
 test:
 	@if [ -f "$(SPEC)" ] && [ -z "$$FIC_OPENAPI_SPEC" ]; then export FIC_OPENAPI_SPEC="$(SPEC)"; fi; \
+	unformatted="$$(gofmt -l cmd internal)"; if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi; \
 	$(ANALYSIS_ENV) $(GO) vet ./... && $(ANALYSIS_ENV) $(GO) run $(STATICCHECK) ./... && \
 	$(GO) test -race -count=1 -timeout 12m ./...
 

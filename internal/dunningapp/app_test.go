@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/incasso-io/incasso/internal/events"
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/natstest"
 	"github.com/incasso-io/incasso/internal/poller"
@@ -50,7 +50,7 @@ func (b *box) count() int  { b.mu.Lock(); defer b.mu.Unlock(); return b.n }
 // seeded ledger, dunning opens cases, its durable timers fire and reminders
 // reach a real SMTP server; the ops API and the CLI work and are authenticated.
 func TestDunningEndToEnd(t *testing.T) {
-	sim, fsrv := startSandbox(t, ficsim.Config{Seed: 4, Companies: 1, Invoices: 60})
+	sim, fsrv := ficsimtest.Start(t, ficsim.Config{Seed: 4, Companies: 1, Invoices: 60})
 	cid := sim.CompanyIDs()[0]
 	ns, _, js := natstest.MustRunJetStream(t)
 	ctx := context.Background()
@@ -236,18 +236,6 @@ func ledgerPoller(t *testing.T, js jetstream.JetStream, ficURL, token string, no
 		t.Fatal(err)
 	}
 	return &poller.Poller{Snapshots: snaps, Publisher: &events.Publisher{JS: js}, Now: now}, &fic.Source{Client: client}
-}
-
-// startSandbox runs ficsim over HTTP until the test ends.
-func startSandbox(t *testing.T, cfg ficsim.Config) (*ficsim.Server, *httptest.Server) {
-	t.Helper()
-	sim, err := ficsim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() { srv.Close(); sim.Close() })
-	return sim, srv
 }
 
 // startSMTP runs a real SMTP server (go-smtp) counting what it receives

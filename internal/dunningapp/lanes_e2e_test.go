@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/natstest"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
@@ -22,7 +23,7 @@ import (
 func TestEveryDueInvoiceGroupedOnceWhateverTheLanes(t *testing.T) {
 	for _, lanes := range []int{1, 8} {
 		t.Run(fmt.Sprintf("lanes=%d", lanes), func(t *testing.T) {
-			sim, fsrv := startSandbox(t, ficsim.Config{Seed: 7, Companies: 1, Invoices: 30, Quotas: ficsim.QuotaConfig{Off: true}})
+			sim, fsrv := ficsimtest.Start(t, ficsim.Config{Seed: 7, Companies: 1, Invoices: 30, Quotas: ficsim.QuotaConfig{Off: true}})
 			cid := sim.CompanyIDs()[0]
 			ns, _, js := natstest.MustRunJetStream(t)
 			ctx := context.Background()

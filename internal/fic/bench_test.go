@@ -4,23 +4,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 )
 
 // BenchmarkDecodePage measures decoding one list page of 100 detailed
 // invoices as ficsim renders them (what a scan pays per page on top of
 // the request). docs/s is the figure that matters.
 func BenchmarkDecodePage(b *testing.B) {
-	sim, err := ficsim.New(ficsim.Config{Seed: 1, Companies: 1, Invoices: 100, Token: "t"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	defer func() { srv.Close(); sim.Close() }()
+	sim, srv := ficsimtest.Start(b, ficsim.Config{Seed: 1, Companies: 1, Invoices: 100, Token: "t"})
 	url := fmt.Sprintf("%s/c/%d/issued_documents?type=invoice&fieldset=detailed&per_page=100&page=1", srv.URL, sim.CompanyIDs()[0])
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	req.Header.Set("Authorization", "Bearer t")

@@ -21,6 +21,7 @@ import (
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/fic/filter"
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 )
 
 func startSim(t *testing.T, cfg ficsim.Config) (*ficsim.Server, string) {
@@ -28,12 +29,7 @@ func startSim(t *testing.T, cfg ficsim.Config) (*ficsim.Server, string) {
 	if cfg.Seed == 0 {
 		cfg.Seed = 1
 	}
-	sim, err := ficsim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() { srv.Close(); sim.Close() })
+	sim, srv := ficsimtest.Start(t, cfg)
 	return sim, srv.URL
 }
 

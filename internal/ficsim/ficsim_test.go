@@ -5,25 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 )
-
-func start(t *testing.T, cfg ficsim.Config) (*ficsim.Server, *httptest.Server) {
-	t.Helper()
-	sim, err := ficsim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() { srv.Close(); sim.Close() })
-	return sim, srv
-}
 
 func call(t *testing.T, method, url, token, body string) (int, http.Header, map[string]any) {
 	t.Helper()
@@ -122,7 +111,7 @@ func TestRealisticData(t *testing.T) {
 }
 
 func TestListEnvelopeAndValidation(t *testing.T) {
-	sim, srv := start(t, ficsim.Config{Seed: 1, Companies: 1, Invoices: 120})
+	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: 1, Companies: 1, Invoices: 120})
 	tok := sim.Token()
 	base := fmt.Sprintf("%s/c/%d/issued_documents", srv.URL, sim.CompanyIDs()[0])
 	code, h, m := call(t, "GET", base+"?type=invoice&page=2&per_page=50", tok, "")
@@ -167,7 +156,7 @@ func TestListEnvelopeAndValidation(t *testing.T) {
 }
 
 func TestQuotaResponses(t *testing.T) {
-	sim, srv := start(t, ficsim.Config{Seed: 1, Companies: 1, Invoices: 5,
+	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: 1, Companies: 1, Invoices: 5,
 		Quotas: ficsim.QuotaConfig{Hourly: 100, ShortTerm: 2, ShortWindow: time.Minute}})
 	url := fmt.Sprintf("%s/c/%d/bin/issued_documents", srv.URL, sim.CompanyIDs()[0])
 	call(t, "GET", url, sim.Token(), "")
@@ -192,7 +181,7 @@ func TestQuotaResponses(t *testing.T) {
 }
 
 func TestAdminAPI(t *testing.T) {
-	sim, srv := start(t, ficsim.Config{Seed: 1, Companies: 1, Invoices: 5})
+	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: 1, Companies: 1, Invoices: 5})
 	cid := sim.CompanyIDs()[0]
 	base := fmt.Sprintf("%s/_sim/companies/%d/documents", srv.URL, cid)
 	code, _, m := call(t, "POST", base, "", `{"amount_net":"1000.00","vat_rate":22,"installments":2,"due_dates":["2026-12-31","2027-01-31"]}`)
@@ -258,7 +247,7 @@ func TestAdminAPI(t *testing.T) {
 }
 
 func TestOAuthErrors(t *testing.T) {
-	_, srv := start(t, ficsim.Config{Seed: 1, Companies: 1, Invoices: 5, RedirectURLs: []string{"http://127.0.0.1/cb"}})
+	_, srv := ficsimtest.Start(t, ficsim.Config{Seed: 1, Companies: 1, Invoices: 5, RedirectURLs: []string{"http://127.0.0.1/cb"}})
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for q, want := range map[string]int{
 		"response_type=code&client_id=ficsim-client&redirect_uri=http://127.0.0.1/cb&scope=settings:r&state=x": 302,

@@ -9,13 +9,14 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 )
 
 // Served documents are rendered once per version and cached: after every
 // kind of edit, the list (both projections) and the single GET must show
 // the new version, identical to a fresh rendering of the ground truth.
 func TestServedDocumentsFollowEveryEdit(t *testing.T) {
-	sim, srv := start(t, ficsim.Config{Seed: 5, Companies: 1, Invoices: 30, Now: fixedNow, Quotas: ficsim.QuotaConfig{Off: true}})
+	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: 5, Companies: 1, Invoices: 30, Now: fixedNow, Quotas: ficsim.QuotaConfig{Off: true}})
 	cid := sim.CompanyIDs()[0]
 	tok := sim.Token()
 	docs, _ := sim.Documents(cid)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"iter"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/incasso-io/incasso/internal/events/eventstest"
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/natstest"
 	"github.com/incasso-io/incasso/internal/poller"
@@ -74,12 +74,7 @@ func newHarnessTB(t testing.TB, tt *testing.T, cfg ficsim.Config) *harness {
 	if cfg.Companies == 0 {
 		cfg.Companies = 1
 	}
-	sim, err := ficsim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() { srv.Close(); sim.Close() })
+	sim, srv := ficsimtest.Start(t, cfg)
 	client, err := fic.New(fic.Config{BaseURL: srv.URL, RetryBase: time.Millisecond, Quotas: fic.NewQuotas(fic.Limits{Disabled: true}, nil)}, fic.StaticToken(sim.Token()))
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/incasso-io/incasso/internal/events"
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/natstest"
 )
@@ -136,12 +136,7 @@ func waitFor(t *testing.T, what string, d time.Duration, f func() bool) {
 
 func TestPollerEndToEndWithWebhooks(t *testing.T) {
 	priv, pub := webhookKey(t)
-	sim, err := ficsim.New(ficsim.Config{Seed: 5, Companies: 1, Invoices: 120, WebhookKey: priv, WebhookRetryBase: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fsrv := httptest.NewServer(sim.Handler())
-	defer func() { fsrv.Close(); sim.Close() }()
+	sim, fsrv := ficsimtest.Start(t, ficsim.Config{Seed: 5, Companies: 1, Invoices: 120, WebhookKey: priv, WebhookRetryBase: 100 * time.Millisecond})
 	cid := sim.CompanyIDs()[0]
 	httpAddr := freeAddr(t)
 	var logs lockedBuf
@@ -250,12 +245,7 @@ func TestPollerEndToEndWithWebhooks(t *testing.T) {
 }
 
 func TestOAuthConnectStoresEncryptedTokenAndRuns(t *testing.T) {
-	sim, err := ficsim.New(ficsim.Config{Seed: 2, Companies: 2, Invoices: 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fsrv := httptest.NewServer(sim.Handler())
-	defer func() { fsrv.Close(); sim.Close() }()
+	sim, fsrv := ficsimtest.Start(t, ficsim.Config{Seed: 2, Companies: 2, Invoices: 30})
 	ns, _, js := natstest.MustRunJetStream(t)
 	e := envMap{
 		"FIC_BASE_URL": fsrv.URL, "FIC_CLIENT_ID": "ficsim-client", "FIC_CLIENT_SECRET": "ficsim-secret",
@@ -311,12 +301,7 @@ func TestOAuthConnectStoresEncryptedTokenAndRuns(t *testing.T) {
 }
 
 func TestTwoReplicasShareCompaniesAndTakeOver(t *testing.T) {
-	sim, err := ficsim.New(ficsim.Config{Seed: 3, Companies: 1, Invoices: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fsrv := httptest.NewServer(sim.Handler())
-	defer func() { fsrv.Close(); sim.Close() }()
+	sim, fsrv := ficsimtest.Start(t, ficsim.Config{Seed: 3, Companies: 1, Invoices: 20})
 	ns, _, _ := natstest.MustRunJetStream(t)
 	cid := sim.CompanyIDs()[0]
 	base := envMap{"FIC_BASE_URL": fsrv.URL, "FIC_ACCESS_TOKEN": sim.Token(), "FIC_COMPANY_ID": fmt.Sprint(cid),

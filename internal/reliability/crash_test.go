@@ -6,7 +6,6 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/incasso-io/incasso/internal/calendar"
 	"github.com/incasso-io/incasso/internal/events"
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/mailcatcher"
 	"github.com/incasso-io/incasso/internal/natstest"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
@@ -132,12 +132,7 @@ func stored(t *testing.T, js jetstream.JetStream) (ids, keys map[string]int) {
 // finishes: every expected event is present exactly once.
 func TestPollerSurvivesSIGKILL(t *testing.T) {
 	bin := binary(t, "poller")
-	sim, err := ficsim.New(ficsim.Config{Seed: 11, Companies: 1, Invoices: 1500, Quotas: ficsim.QuotaConfig{Off: true}, Faults: ficsim.Faults{LatencyMS: 120}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	defer func() { srv.Close(); sim.Close() }()
+	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: 11, Companies: 1, Invoices: 1500, Quotas: ficsim.QuotaConfig{Off: true}, Faults: ficsim.Faults{LatencyMS: 120}})
 	ns, _, js := natstest.MustRunJetStream(t)
 	cid := sim.CompanyIDs()[0]
 	env := append(os.Environ(), "NATS_URL="+ns.ClientURL(), "FIC_BASE_URL="+srv.URL, "FIC_ACCESS_TOKEN="+sim.Token(),
@@ -225,12 +220,7 @@ func TestPollerSurvivesSIGKILL(t *testing.T) {
 // of reminders, and restarted: no reminder (Message-ID) is e-mailed twice.
 func TestDunningSurvivesSIGKILL(t *testing.T) {
 	pbin, dbin := binary(t, "poller"), binary(t, "dunning")
-	sim, err := ficsim.New(ficsim.Config{Seed: 12, Companies: 1, Invoices: 400, Quotas: ficsim.QuotaConfig{Off: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	defer func() { srv.Close(); sim.Close() }()
+	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: 12, Companies: 1, Invoices: 400, Quotas: ficsim.QuotaConfig{Off: true}})
 	ns, _, _ := natstest.MustRunJetStream(t)
 	cid := sim.CompanyIDs()[0]
 	// Invoices due in two days (business clock): their courtesy notices go

@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	mrand "math/rand/v2"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/natstest"
 )
 
@@ -28,12 +28,7 @@ func TestSoak(t *testing.T) {
 		t.Skip("soak scenario runs only with -soak DURATION")
 	}
 	bin := binary(t, "poller")
-	sim, err := ficsim.New(ficsim.Config{Seed: 41, Companies: 2, Invoices: 800, Quotas: ficsim.QuotaConfig{Off: true}, Faults: ficsim.Faults{LatencyMS: 20, ErrorRatio: 0.05}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	defer func() { srv.Close(); sim.Close() }()
+	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: 41, Companies: 2, Invoices: 800, Quotas: ficsim.QuotaConfig{Off: true}, Faults: ficsim.Faults{LatencyMS: 20, ErrorRatio: 0.05}})
 	ns, _, js := natstest.MustRunJetStream(t)
 	cid := sim.CompanyIDs()[0]
 	env := append(os.Environ(), "NATS_URL="+ns.ClientURL(), "FIC_BASE_URL="+srv.URL, "FIC_ACCESS_TOKEN="+sim.Token(),

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/incasso-io/incasso/internal/calendar"
 	"github.com/incasso-io/incasso/internal/dunningapp"
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/mailcatcher"
 	"github.com/incasso-io/incasso/internal/pollerapp"
 )
@@ -34,11 +34,7 @@ type stack struct {
 
 func startStack(t *testing.T, natsURL string, seed uint64, js jetstream.JetStream) *stack {
 	t.Helper()
-	sim, err := ficsim.New(ficsim.Config{Seed: seed, Companies: 1, Invoices: 120, Quotas: ficsim.QuotaConfig{Off: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
+	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: seed, Companies: 1, Invoices: 120, Quotas: ficsim.QuotaConfig{Off: true}}) // closed after the cleanup below
 	st := &stack{sim: sim, cid: sim.CompanyIDs()[0], paid: map[int64]bool{}, msgIDs: map[string]int{}}
 	clock := calendar.DemoClock("send-window")
 	today := time.Now()
@@ -89,7 +85,7 @@ func startStack(t *testing.T, natsURL string, seed uint64, js jetstream.JetStrea
 			}
 		}()
 	}
-	t.Cleanup(func() { cancel(); wg.Wait(); catcher.Close(); srv.Close(); sim.Close() })
+	t.Cleanup(func() { cancel(); wg.Wait(); catcher.Close() })
 	docs, _ := sim.Documents(st.cid)
 	for _, d := range docs {
 		if d["type"] == "invoice" && d["next_due_date"] != nil {

@@ -3,7 +3,6 @@ package tenant_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/natstest"
 	"github.com/incasso-io/incasso/internal/tenant"
@@ -21,12 +21,7 @@ import (
 // (a second one would be refused, refresh tokens rotate) and both end up
 // with the new token.
 func TestConcurrentRefreshAcrossReplicas(t *testing.T) {
-	sim, err := ficsim.New(ficsim.Config{Seed: 1, Companies: 1, Invoices: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	defer func() { srv.Close(); sim.Close() }()
+	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: 1, Companies: 1, Invoices: 5})
 	_, _, js := natstest.MustRunJetStream(t)
 	ctx := context.Background()
 	tokens, _ := kvstore.NewTokens(ctx, js, make([]byte, 32), kvstore.BucketConfig{})

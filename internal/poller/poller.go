@@ -66,25 +66,17 @@ func (p *Poller) applyOnce(ctx context.Context, cid, id int64, curr *rcv.Invoice
 	if err != nil {
 		return 0, err
 	}
-	var prevp *rcv.Snapshot
-	if rev > 0 {
-		prevp = &prev
+	if rev == 0 {
+		prev = rcv.Snapshot{} // none stored
 	}
-	now := p.now()
-	changes, next := Diff(prevp, curr, now, p.Rules)
-	if curr == nil && rev == 0 {
-		return 0, nil
-	}
-	if p.Timers != nil {
-		next.TimerAt = NextInstant(&next, now, p.Rules)
-	}
-	if len(changes) == 0 && rev > 0 && Equal(&prev, &next) {
+	changes, next, write := p.plan(&prev, rev, curr, p.now())
+	if !write {
 		return 0, nil
 	}
 	if err := p.Publisher.Publish(ctx, changes); err != nil {
 		return 0, fmt.Errorf("poller: publish %d/%d: %w", cid, id, err)
 	}
-	if err := p.schedule(ctx, cid, id, prevp, &next); err != nil {
+	if err := p.schedule(ctx, cid, id, &prev, &next); err != nil {
 		return 0, err
 	}
 	if next.Deleted {
@@ -98,6 +90,40 @@ func (p *Poller) applyOnce(ctx context.Context, cid, id int64, curr *rcv.Invoice
 	return len(changes), nil
 }
 
+// plan diffs a document against its stored snapshot (rev 0: none; prev is
+// then the zero Snapshot) at now. It returns the changes to publish, the
+// snapshot to store with its timer instant, and whether anything needs
+// doing: nothing when neither the document nor its snapshot changed, or
+// when a document never stored is confirmed deleted.
+func (p *Poller) plan(prev *rcv.Snapshot, rev uint64, curr *rcv.Invoice, now time.Time) ([]rcv.Change, rcv.Snapshot, bool) {
+	var prevp *rcv.Snapshot
+	if rev > 0 {
+		prevp = prev
+	}
+	changes, next := Diff(prevp, curr, now, p.Rules)
+	if curr == nil && rev == 0 {
+		return nil, next, false
+	}
+	if p.Timers != nil {
+		next.TimerAt = NextInstant(&next, now, p.Rules)
+	}
+	if len(changes) == 0 && rev > 0 && Equal(prev, &next) {
+		return nil, next, false
+	}
+	return changes, next, true
+}
+
+// timerMove returns the instant the document's durable timer must be set
+// to (zero: cancelled) and whether that differs from the one already set
+// (prev is the zero Snapshot when none was stored).
+func timerMove(prev, next *rcv.Snapshot) (time.Time, bool) {
+	at := next.TimerAt
+	if next.Deleted {
+		at = time.Time{}
+	}
+	return at, !prev.TimerAt.Equal(at)
+}
+
 // schedule keeps the document's durable timer at its next instant. It runs
 // before the snapshot is saved, so a crash cannot leave a saved snapshot
 // without its timer; re-scheduling the same instant is harmless.
@@ -105,15 +131,8 @@ func (p *Poller) schedule(ctx context.Context, cid, id int64, prev, next *rcv.Sn
 	if p.Timers == nil {
 		return nil
 	}
-	at := next.TimerAt
-	if next.Deleted {
-		at = time.Time{}
-	}
-	var was time.Time
-	if prev != nil {
-		was = prev.TimerAt
-	}
-	if was.Equal(at) {
+	at, moved := timerMove(prev, next)
+	if !moved {
 		return nil // the timer already set is right (or none was ever set)
 	}
 	if err := p.Timers.Schedule(ctx, cid, id, at); err != nil {
@@ -262,21 +281,14 @@ func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, s
 	)
 	for i := range invs {
 		d := &docs[i]
-		var prevp *rcv.Snapshot
-		if d.rev > 0 {
-			prevp = &d.prev
-		}
-		ch, next := Diff(prevp, &invs[i], now, p.Rules)
-		if p.Timers != nil {
-			next.TimerAt = NextInstant(&next, now, p.Rules)
-		}
-		if len(ch) == 0 && d.rev > 0 && Equal(&d.prev, &next) {
+		ch, next, write := p.plan(&d.prev, d.rev, &invs[i], now)
+		if !write {
 			continue
 		}
 		d.changes = len(ch)
 		changes = append(changes, ch...)
-		if p.Timers != nil && !d.prev.TimerAt.Equal(next.TimerAt) {
-			timers = append(timers, rcv.Timer{CompanyID: cid, ID: invs[i].ID, At: next.TimerAt})
+		if at, moved := timerMove(&d.prev, &next); p.Timers != nil && moved {
+			timers = append(timers, rcv.Timer{CompanyID: cid, ID: invs[i].ID, At: at})
 		}
 		writes = append(writes, rcv.SnapshotWrite{CompanyID: cid, ID: invs[i].ID, Snapshot: next, Rev: d.rev})
 		which = append(which, i)

@@ -72,7 +72,7 @@ func TestLaneKeyIsTheDocument(t *testing.T) {
 		t.Helper()
 		inv := rcv.Invoice{CompanyID: cid, ID: id, Kind: rcv.KindInvoice, Number: "1", Currency: "EUR",
 			Date: rcv.MustDate("2026-11-02"), Gross: decimal.NewFromInt(100), Net: decimal.NewFromInt(82)}
-		subj, e, err := events.Build(rcv.Change{Type: typ, Key: string(typ), Invoice: inv, At: time.Now()})
+		subj, e, err := events.Build(rcv.Change{Type: typ, Seq: 1, Invoice: inv, At: time.Now()})
 		if err != nil {
 			t.Fatal(err)
 		}

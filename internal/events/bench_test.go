@@ -2,7 +2,6 @@ package events_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
 	"github.com/incasso-io/incasso/internal/events"
@@ -26,7 +25,7 @@ func BenchmarkPublish(b *testing.B) {
 		for i := range out {
 			c := base
 			c.Invoice.ID = int64(n*100 + i + 1)
-			c.Key = fmt.Sprint("k", n)
+			c.Seq = uint64(n + 1)
 			out[i] = c
 		}
 		return out

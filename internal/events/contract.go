@@ -43,7 +43,25 @@ func DocumentSubject(kind rcv.Kind, id int64) string {
 	return "invoices/" + strconv.FormatInt(id, 10)
 }
 
-// ID derives the deterministic event id of a transition.
+// TransitionID is the event id of a receivables transition: a function of
+// the company, the document, the document's transition sequence number and
+// the type. Every occurrence of a transition has its own sequence number,
+// so a transition that really happens again (paid, reopened, paid) gets a
+// new id, while a retry of the same occurrence (crash recovery) gets the
+// same id and JetStream's duplicate window drops it.
+func TransitionID(companyID, documentID int64, seq uint64, typ string) string {
+	h := sha256.Sum256([]byte("v2|" + strconv.FormatInt(companyID, 10) + "|" + strconv.FormatInt(documentID, 10) + "|" +
+		strconv.FormatUint(seq, 10) + "|" + typ))
+	return hex.EncodeToString(h[:16])
+}
+
+// SeqExtension is the CloudEvents extension attribute (ce-docseq) carrying
+// a receivables event's per-document sequence number: consumers can order a
+// document's events by it and detect a gap.
+const SeqExtension = "docseq"
+
+// ID derives a deterministic event id from a key that is unique per
+// occurrence (dunning outcomes, whose keys name the reminder attempt).
 func ID(companyID, documentID int64, typ, key string) string {
 	h := sha256.Sum256([]byte(strconv.FormatInt(companyID, 10) + "|" + strconv.FormatInt(documentID, 10) + "|" + typ + "|" + key))
 	return hex.EncodeToString(h[:16])
@@ -141,7 +159,11 @@ func DocumentData(inv *rcv.Invoice, today rcv.Date) Document {
 func Build(c rcv.Change) (string, event.Event, error) {
 	inv := &c.Invoice
 	e := event.New(event.CloudEventsVersionV1)
-	e.SetID(ID(inv.CompanyID, inv.ID, string(c.Type), c.Key))
+	if c.Seq == 0 {
+		return "", e, fmt.Errorf("events: %s of document %d has no sequence number", c.Type, inv.ID)
+	}
+	e.SetID(TransitionID(inv.CompanyID, inv.ID, c.Seq, string(c.Type)))
+	e.SetExtension(SeqExtension, strconv.FormatUint(c.Seq, 10))
 	e.SetSource(Source(inv.CompanyID))
 	e.SetType(string(c.Type))
 	e.SetSubject(DocumentSubject(inv.Kind, inv.ID))

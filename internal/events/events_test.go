@@ -28,7 +28,7 @@ func sampleChange() rcv.Change {
 			{ID: 2, DueDate: rcv.MustDate("2026-11-30"), Amount: decimal.RequireFromString("610"), Status: rcv.NotPaid},
 		}}
 	in := inv.Installments[1]
-	return rcv.Change{Type: rcv.InvoiceOverdue, Key: "overdue:2:2026-11-30", Invoice: inv, Installment: &in,
+	return rcv.Change{Type: rcv.InvoiceOverdue, Seq: 3, Invoice: inv, Installment: &in,
 		At: time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC)}
 }
 
@@ -131,7 +131,7 @@ func TestPublishIsDeduplicated(t *testing.T) {
 	}}
 	c := sampleChange()
 	paid := c
-	paid.Type, paid.Key = rcv.InvoicePartiallyPaid, "paid:1@2026-10-30"
+	paid.Type, paid.Seq = rcv.InvoicePartiallyPaid, c.Seq+1
 	for i := 0; i < 3; i++ { // e.g. a crash between publish and snapshot, twice
 		if err := p.Publish(ctx, []rcv.Change{c, paid}); err != nil {
 			t.Fatal(err)
@@ -195,7 +195,7 @@ func TestBuiltEventsMatchSchema(t *testing.T) {
 	schema := eventstest.Schema(t, "invoice-event.v1.json")
 	c := sampleChange()
 	up := c
-	up.Type, up.Key, up.Installment = rcv.InvoiceUpdated, "updated:x", nil
+	up.Type, up.Seq, up.Installment = rcv.InvoiceUpdated, 4, nil
 	up.Changes = []rcv.FieldChange{{Field: "amount_gross", Previous: "1000.00", Current: "1220.00"}}
 	paid := c
 	paid.Type, paid.Installment, paid.Paid = rcv.InvoicePaid, nil, c.Invoice.Installments[:1]

@@ -107,6 +107,7 @@ func (s *Server) CreateDocument(cid int64, nd NewDocument) (map[string]any, erro
 		return nil, fmt.Errorf("%w: type %q", ErrBadRequest, nd.Type)
 	}
 	d.CreatedAt, d.UpdatedAt = s.nowLocked(), s.nowLocked()
+	s.recordLocked(c, d.ID, "create", d)
 	s.notifyLocked(c, d.Type, "create", d.ID)
 	return renderDetailed(d), nil
 }
@@ -212,6 +213,7 @@ func (s *Server) mutate(cid, id int64, f func(*company, *Document) error) (map[s
 	}
 	next.UpdatedAt = s.nowLocked()
 	c.docs[id] = next
+	s.recordLocked(c, id, "update", next)
 	s.notifyLocked(c, next.Type, "update", id)
 	return renderDetailed(next), nil
 }
@@ -313,6 +315,7 @@ func (s *Server) DeleteDocument(cid, id int64) error {
 	}
 	c.remove(id)
 	c.bin[id] = d
+	s.recordLocked(c, id, "delete", nil)
 	s.notifyLocked(c, d.Type, "delete", id)
 	return nil
 }
@@ -413,6 +416,7 @@ func (s *Server) applyScanFault(c *company, typ string, page int) {
 		delete(c.scanFaultAt, "insert")
 		today := s.nowLocked().In(rome)
 		d := s.newInvoice(s.rnd, c, c.Clients[s.rnd.IntN(len(c.Clients))], today, today, false)
+		s.recordLocked(c, d.ID, "create", d)
 		s.notifyLocked(c, d.Type, "create", d.ID)
 	}
 	if p, ok := c.scanFaultAt["delete"]; ok && p == page {
@@ -421,6 +425,7 @@ func (s *Server) applyScanFault(c *company, typ string, page int) {
 			if d := c.docs[id]; d.Type == typ {
 				c.remove(id)
 				c.bin[id] = d
+				s.recordLocked(c, id, "delete", nil)
 				s.notifyLocked(c, d.Type, "delete", id)
 				break
 			}
@@ -543,6 +548,36 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		if cid, id, ok := ids(w, r); ok {
 			reply(w, map[string]any{"deleted": id}, s.DeleteDocument(cid, id))
 		}
+	})
+	mux.HandleFunc("POST /_sim/companies/{cid}/documents/{id}/restore", func(w http.ResponseWriter, r *http.Request) {
+		if cid, id, ok := ids(w, r); ok {
+			d, err := s.RestoreDocument(cid, id)
+			if err != nil {
+				adminErr(w, err)
+				return
+			}
+			reply(w, renderDetailed(d), nil)
+		}
+	})
+	mux.HandleFunc("GET /_sim/companies/{cid}/history", func(w http.ResponseWriter, r *http.Request) {
+		cid, _, ok := ids(w, r)
+		if !ok {
+			return
+		}
+		after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+		h, err := s.History(cid, after)
+		if err != nil {
+			adminErr(w, err)
+			return
+		}
+		out := make([]map[string]any, len(h))
+		for i, e := range h {
+			out[i] = map[string]any{"seq": e.Seq, "at": e.At.UTC(), "id": e.ID, "op": e.Op}
+			if e.State != nil {
+				out[i]["state"] = renderDetailed(e.State)
+			}
+		}
+		reply(w, out, nil)
 	})
 	mux.HandleFunc("POST /_sim/companies/{cid}/documents/{id}/pay", func(w http.ResponseWriter, r *http.Request) {
 		var ps PaymentSpec

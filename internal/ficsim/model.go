@@ -102,6 +102,7 @@ type company struct {
 	subs        map[string]*subscription
 	quota       *quotaState
 	scanFaultAt map[string]int // one-shot mid-scan faults: "insert"/"delete" -> page
+	history     []HistoryEntry // changes made after seeding (see History)
 }
 
 func (c *company) put(d *Document) {

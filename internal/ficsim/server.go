@@ -71,6 +71,7 @@ type Server struct {
 	faults  Faults
 	qcfg    QuotaConfig
 	nextSub int
+	histSeq int64 // last HistoryEntry.Seq, across companies
 }
 
 // New builds a seeded sandbox.
@@ -177,6 +178,8 @@ func (s *Server) Handler() http.Handler {
 	api("GET /c/{cid}/issued_documents/{id}", "get_issued_document", nil, s.handleGet)
 	api("GET /c/{cid}/bin/issued_documents", "list_bin_issued_documents", anyDocScope, s.handleBinList)
 	api("GET /c/{cid}/bin/issued_documents/{id}", "get_bin_issued_document", anyDocScope, s.handleBinGet)
+	api("DELETE /c/{cid}/bin/issued_documents/{id}", "delete_bin_issued_document", s.binWriteScope, s.handleBinDelete)
+	api("POST /c/{cid}/bin/issued_documents/{id}/recover", "recover_bin_issued_document", s.binWriteScope, s.handleBinRecover)
 	api("GET /c/{cid}/subscriptions", "subscriptions", nil, s.handleSubList)
 	api("POST /c/{cid}/subscriptions", "subscriptions", nil, s.handleSubCreate)
 	api("GET /c/{cid}/subscriptions/{sid}", "subscription", nil, s.handleSubGet)

@@ -50,14 +50,30 @@ func TestSnapshotsCAS(t *testing.T) {
 	if err != nil || len(ids) != 2 {
 		t.Errorf("ids of company 1: %v %v", ids, err)
 	}
-	if err := s.Delete(ctx, 1, 2, rev); !errors.Is(err, rcv.ErrConflict) {
+	if err := s.Delete(ctx, 1, 2, snap, rev); !errors.Is(err, rcv.ErrConflict) {
 		t.Errorf("stale delete: %v", err)
 	}
-	if err := s.Delete(ctx, 1, 2, rev2); err != nil {
+	tomb := snap
+	tomb.Seq = 9
+	if err := s.Delete(ctx, 1, 2, tomb, rev2); err != nil {
 		t.Fatal(err)
 	}
 	if ids, _ := s.IDs(ctx, 1); len(ids) != 1 {
 		t.Errorf("after delete: %v", ids)
+	}
+	// The tombstone keeps the sequence number, with a revision to write over.
+	got, trev, err := s.Get(ctx, 1, 2)
+	if err != nil || !got.Deleted || got.Seq != 9 || trev == 0 {
+		t.Fatalf("tombstone: %+v rev %d err %v", got, trev, err)
+	}
+	if _, err := s.Put(ctx, 1, 2, snap, 0); !errors.Is(err, rcv.ErrConflict) {
+		t.Errorf("a create over a tombstone must conflict: %v", err)
+	}
+	if _, err := s.Put(ctx, 1, 2, snap, trev); err != nil {
+		t.Errorf("restore over the tombstone: %v", err)
+	}
+	if ids, _ := s.IDs(ctx, 1); len(ids) != 2 {
+		t.Errorf("after restore: %v", ids)
 	}
 }
 
@@ -207,15 +223,15 @@ func TestSnapshotsPutAll(t *testing.T) {
 				t.Fatal(err)
 			}
 			revP, _ := s.Put(ctx, 1, 12, snap("p"), 0)
-			if err := s.Delete(ctx, 1, 12, revP); err != nil { // a purge marker stays
+			if err := s.Delete(ctx, 1, 12, snap("p"), revP); err != nil { // a tombstone stays
 				t.Fatal(err)
 			}
-			errs := s.PutAll(ctx, []rcv.SnapshotWrite{
+			revs, errs := s.PutAll(ctx, []rcv.SnapshotWrite{
 				{CompanyID: 1, ID: 20, Snapshot: snap("new"), Rev: 0},      // create
 				{CompanyID: 1, ID: 10, Snapshot: snap("a2"), Rev: revA},    // update at the read revision
 				{CompanyID: 1, ID: 11, Snapshot: snap("stale"), Rev: revB}, // written since it was read
 				{CompanyID: 1, ID: 10, Snapshot: snap("again"), Rev: 0},    // create of an existing key
-				{CompanyID: 1, ID: 12, Snapshot: snap("back"), Rev: 0},     // create over a purge marker
+				{CompanyID: 1, ID: 12, Snapshot: snap("back"), Rev: 0},     // create over a tombstone
 			})
 			want := []bool{true, true, false, false, false} // stored?
 			for i, err := range errs {
@@ -225,15 +241,23 @@ func TestSnapshotsPutAll(t *testing.T) {
 				if err != nil && !errors.Is(err, rcv.ErrConflict) {
 					t.Errorf("write %d: %v, want ErrConflict", i, err)
 				}
+				if (err == nil) != (revs[i] > 0) {
+					t.Errorf("write %d: revision %d with err %v", i, revs[i], err)
+				}
 			}
 			for id, number := range map[int64]string{20: "new", 10: "a2", 11: "b2"} {
 				if got, _, err := s.Get(ctx, 1, id); err != nil || got.Invoice.Number != number {
 					t.Errorf("snapshot %d: %q %v, want %q", id, got.Invoice.Number, err, number)
 				}
 			}
-			// What PutAll refuses over a purge marker, Put (the retry) stores.
-			if _, err := s.Put(ctx, 1, 12, snap("back"), 0); err != nil {
-				t.Errorf("put over a purge marker: %v", err)
+			// What PutAll refuses over a tombstone, a put at the tombstone's
+			// revision (the retry, after Get) stores.
+			tomb, trev, err := s.Get(ctx, 1, 12)
+			if err != nil || !tomb.Deleted {
+				t.Fatalf("tombstone: %+v %v", tomb, err)
+			}
+			if _, err := s.Put(ctx, 1, 12, snap("back"), trev); err != nil {
+				t.Errorf("put over a tombstone: %v", err)
 			}
 		})
 	}

@@ -19,9 +19,17 @@ import (
 const SnapshotsBucket = "incasso_snapshots"
 
 // Snapshots stores one snapshot per document under <company_id>.<document_id>.
+//
+// A deleted document keeps a tombstone: a KV delete marker whose body is
+// the last snapshot (with Deleted set and its transition sequence number),
+// so that a document restored from FIC's bin goes on numbering its
+// transitions instead of reusing the ids of its first life. Delete markers
+// are invisible to key listings, so scans do not see tombstones as stored
+// documents.
 type Snapshots struct {
-	KV jetstream.KeyValue
-	js jetstream.JetStream
+	KV     jetstream.KeyValue
+	js     jetstream.JetStream
+	stream jetstream.Stream
 }
 
 var _ rcv.SnapshotStore = (*Snapshots)(nil)
@@ -40,8 +48,15 @@ func NewSnapshots(ctx context.Context, js jetstream.JetStream, c BucketConfig) (
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: bucket %s: %w", SnapshotsBucket, err)
 	}
-	return &Snapshots{KV: kv, js: js}, nil
+	st, err := js.Stream(ctx, "KV_"+SnapshotsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: stream of bucket %s: %w", SnapshotsBucket, err)
+	}
+	return &Snapshots{KV: kv, js: js, stream: st}, nil
 }
+
+// kvOperation is the header KV writes name their operation with.
+const kvOperation = "KV-Operation"
 
 // putPrefix is the subject prefix of the bucket's keys: what KeyValue.Put
 // publishes to for a bucket of ours (no JetStream domain, not a mirror).
@@ -66,47 +81,54 @@ func conflict(err error) error {
 	return err
 }
 
-// Get implements receivables.SnapshotStore.
+// Get implements receivables.SnapshotStore. A tombstone is returned as a
+// snapshot with Deleted set and the marker's revision; a purge marker left
+// by an earlier version (no body) is a tombstone with sequence number 0.
 func (s *Snapshots) Get(ctx context.Context, cid, id int64) (rcv.Snapshot, uint64, error) {
-	e, err := s.KV.Get(ctx, snapKey(cid, id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	m, err := s.stream.GetLastMsgForSubject(ctx, putPrefix+snapKey(cid, id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return rcv.Snapshot{}, 0, nil
 	}
 	if err != nil {
 		return rcv.Snapshot{}, 0, fmt.Errorf("kvstore: get snapshot %d/%d: %w", cid, id, err)
 	}
 	var snap rcv.Snapshot
-	if err := json.Unmarshal(e.Value(), &snap); err != nil {
+	op := m.Header.Get(kvOperation)
+	if op != "" && len(m.Data) == 0 {
+		return rcv.Snapshot{Deleted: true}, m.Sequence, nil
+	}
+	if err := json.Unmarshal(m.Data, &snap); err != nil {
 		return rcv.Snapshot{}, 0, fmt.Errorf("kvstore: snapshot %d/%d is corrupt: %w", cid, id, err)
 	}
-	return snap, e.Revision(), nil
+	if op != "" {
+		snap.Deleted = true
+	}
+	return snap, m.Sequence, nil
 }
 
-// Put implements receivables.SnapshotStore.
+// Put implements receivables.SnapshotStore. Revision 0 means "no message
+// at all for the key": a tombstone has a revision, which Get returned.
 func (s *Snapshots) Put(ctx context.Context, cid, id int64, snap rcv.Snapshot, rev uint64) (uint64, error) {
 	b, err := json.Marshal(snap)
 	if err != nil {
 		return 0, fmt.Errorf("kvstore: encode snapshot %d/%d: %w", cid, id, err)
 	}
-	var nrev uint64
-	if rev == 0 {
-		nrev, err = s.KV.Create(ctx, snapKey(cid, id), b)
-	} else {
-		nrev, err = s.KV.Update(ctx, snapKey(cid, id), b, rev)
-	}
+	ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: putPrefix + snapKey(cid, id), Data: b},
+		jetstream.WithExpectLastSequencePerSubject(rev))
 	if err != nil {
 		return 0, fmt.Errorf("kvstore: put snapshot %d/%d at revision %d: %w", cid, id, rev, conflict(err))
 	}
-	return nrev, nil
+	return ack.Sequence, nil
 }
 
 // PutAll implements receivables.SnapshotStore. Each write is what
 // KeyValue.Update and Create publish — the key's subject with the expected
 // last revision — but the whole batch goes out asynchronously and the acks
-// are awaited together. A create over a purge marker (a deleted document
-// that came back) reports a conflict; Put handles it on the retry.
-func (s *Snapshots) PutAll(ctx context.Context, writes []rcv.SnapshotWrite) []error {
+// are awaited together. A create over a tombstone (a deleted document that
+// came back) reports a conflict: the caller re-reads it and retries.
+func (s *Snapshots) PutAll(ctx context.Context, writes []rcv.SnapshotWrite) ([]uint64, []error) {
 	errs := make([]error, len(writes))
+	revs := make([]uint64, len(writes))
 	batch := make([]natsrv.Pub, 0, len(writes))
 	index := make([]int, 0, len(writes))
 	for i, w := range writes {
@@ -119,20 +141,29 @@ func (s *Snapshots) PutAll(ctx context.Context, writes []rcv.SnapshotWrite) []er
 			Opts: []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(w.Rev)}})
 		index = append(index, i)
 	}
-	_, perrs := natsrv.PublishAll(ctx, s.js, batch)
+	acks, perrs := natsrv.PublishAll(ctx, s.js, batch)
 	for k, err := range perrs {
 		if err != nil {
 			w := writes[index[k]]
 			errs[index[k]] = fmt.Errorf("kvstore: put snapshot %d/%d at revision %d: %w", w.CompanyID, w.ID, w.Rev, conflict(err))
+			continue
 		}
+		revs[index[k]] = acks[k].Sequence
 	}
-	return errs
+	return revs, errs
 }
 
-// Delete implements receivables.SnapshotStore.
-func (s *Snapshots) Delete(ctx context.Context, cid, id int64, rev uint64) error {
-	// Purge rather than delete: no tombstone history is kept per document.
-	if err := s.KV.Purge(ctx, snapKey(cid, id), jetstream.LastRevision(rev)); err != nil {
+// Delete implements receivables.SnapshotStore: the snapshot becomes a
+// tombstone (a KV delete marker carrying snap), if the stored revision is
+// still rev.
+func (s *Snapshots) Delete(ctx context.Context, cid, id int64, snap rcv.Snapshot, rev uint64) error {
+	snap.Deleted, snap.Pending = true, nil
+	b, err := json.Marshal(snap)
+	if err != nil {
+		return fmt.Errorf("kvstore: encode tombstone %d/%d: %w", cid, id, err)
+	}
+	m := &nats.Msg{Subject: putPrefix + snapKey(cid, id), Header: nats.Header{kvOperation: []string{"DEL"}}, Data: b}
+	if _, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(rev)); err != nil {
 		return fmt.Errorf("kvstore: delete snapshot %d/%d: %w", cid, id, conflict(err))
 	}
 	return nil

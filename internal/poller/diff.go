@@ -1,11 +1,7 @@
 package poller
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -78,22 +74,25 @@ func Diff(prev *rcv.Snapshot, curr *rcv.Invoice, now time.Time, r Rules) ([]rcv.
 			typ = rcv.CreditNoteDeleted
 		}
 		next := *prev
-		next.Deleted = true
-		return []rcv.Change{{Type: typ, Key: "deleted", Invoice: prev.Invoice, At: now}}, next
+		next.Deleted, next.Pending, next.TimerAt = true, nil, time.Time{}
+		out := []rcv.Change{{Type: typ, Invoice: prev.Invoice, At: now}}
+		next.Seq = number(out, prev.Seq)
+		return out, next
 	}
 	var out []rcv.Change
 	next := rcv.Snapshot{Invoice: *curr}
+	if prev != nil {
+		next.Seq = prev.Seq // a restored document goes on numbering where its tombstone stopped
+	}
 	isCN := curr.Kind == rcv.KindCreditNote
 	switch {
 	case prev == nil || prev.Deleted:
-		typ, key := rcv.InvoiceCreated, "created"
+		// New, or restored from the bin: a new occurrence of created.
+		typ := rcv.InvoiceCreated
 		if isCN {
 			typ = rcv.CreditNoteCreated
 		}
-		if prev != nil { // reappeared (recovered from the bin)
-			key = "recovered:" + curr.UpdatedAt.UTC().Format(time.RFC3339)
-		}
-		out = append(out, rcv.Change{Type: typ, Key: key, Invoice: *curr, At: now})
+		out = append(out, rcv.Change{Type: typ, Invoice: *curr, At: now})
 	default:
 		next.Notified, next.TimerAt = prev.Notified, prev.TimerAt
 		p := &prev.Invoice
@@ -105,7 +104,7 @@ func Diff(prev *rcv.Snapshot, curr *rcv.Invoice, now time.Time, r Rules) ([]rcv.
 			if isCN {
 				typ = rcv.CreditNoteUpdated
 			}
-			out = append(out, rcv.Change{Type: typ, Key: "updated:" + contentHash(curr, isCN), Invoice: *curr, Changes: changes, At: now})
+			out = append(out, rcv.Change{Type: typ, Invoice: *curr, Changes: changes, At: now})
 		}
 		if !isCN {
 			out = append(out, paymentChanges(p, curr, now)...)
@@ -116,7 +115,18 @@ func Diff(prev *rcv.Snapshot, curr *rcv.Invoice, now time.Time, r Rules) ([]rcv.
 		tc, next.Notified = timeChanges(curr, next.Notified, now, r)
 		out = append(out, tc...)
 	}
+	next.Seq = number(out, next.Seq)
 	return out, next
+}
+
+// number gives changes the sequence numbers after last, in order, and
+// returns the last one given.
+func number(changes []rcv.Change, last uint64) uint64 {
+	for i := range changes {
+		last++
+		changes[i].Seq = last
+	}
+	return last
 }
 
 // fieldChanges lists the business-relevant differences: amounts, payment
@@ -173,16 +183,6 @@ func terms(inv *rcv.Invoice) string {
 	return b.String()
 }
 
-func contentHash(inv *rcv.Invoice, isCN bool) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s|%s|%s|%s|%d|%s|%s|%s|%s|%s|%s", rcv.Money(inv.Gross), rcv.Money(inv.Net), terms(inv), inv.Number,
-		inv.Date, inv.Client.ID, inv.Client.Name, inv.Client.VATNumber, inv.Client.TaxCode, inv.Client.Email, inv.Client.PEC, inv.EIStatus)
-	if isCN {
-		fmt.Fprintf(h, "|%s", rcv.Money(inv.AmountPaid()))
-	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
-}
-
 func paymentChanges(p, c *rcv.Invoice, now time.Time) []rcv.Change {
 	var out []rcv.Change
 	var newlyPaid []rcv.Installment
@@ -200,21 +200,15 @@ func paymentChanges(p, c *rcv.Invoice, now time.Time) []rcv.Change {
 		}
 		if ci, ok := c.Installment(pi.ID); ok && ci.Status != rcv.Paid {
 			inst := ci
-			out = append(out, rcv.Change{Type: rcv.InvoiceReopened, Key: "reopened:" + strconv.FormatInt(pi.ID, 10) + ":" + pi.PaidDate.String(),
-				Invoice: *c, Installment: &inst, At: now})
+			out = append(out, rcv.Change{Type: rcv.InvoiceReopened, Invoice: *c, Installment: &inst, At: now})
 		}
 	}
 	if len(newlyPaid) > 0 {
-		ids := make([]string, len(newlyPaid))
-		for i, n := range newlyPaid {
-			ids[i] = strconv.FormatInt(n.ID, 10) + "@" + n.PaidDate.String()
-		}
-		sort.Strings(ids)
 		typ := rcv.InvoicePartiallyPaid
 		if c.FullyPaid() {
 			typ = rcv.InvoicePaid
 		}
-		out = append(out, rcv.Change{Type: typ, Key: "paid:" + strings.Join(ids, ","), Invoice: *c, Paid: newlyPaid, At: now})
+		out = append(out, rcv.Change{Type: typ, Invoice: *c, Paid: newlyPaid, At: now})
 	}
 	return out
 }
@@ -235,7 +229,7 @@ func timeChanges(c *rcv.Invoice, notified []string, now time.Time, r Rules) ([]r
 			ok, sk := timeKey("overdue", i), timeKey("due_soon", i)
 			if !slices.Contains(notified, ok) {
 				inst := i
-				out = append(out, rcv.Change{Type: rcv.InvoiceOverdue, Key: ok, Invoice: *c, Installment: &inst, At: overdueAt})
+				out = append(out, rcv.Change{Type: rcv.InvoiceOverdue, Invoice: *c, Installment: &inst, At: overdueAt})
 				add = append(add, ok)
 			}
 			if !slices.Contains(notified, sk) { // too late for a courtesy notice: mark it, never send it
@@ -248,7 +242,7 @@ func timeChanges(c *rcv.Invoice, notified []string, now time.Time, r Rules) ([]r
 				sk := timeKey("due_soon", i)
 				if !slices.Contains(notified, sk) {
 					inst := i
-					out = append(out, rcv.Change{Type: rcv.InvoiceDueSoon, Key: sk, Invoice: *c, Installment: &inst, At: at})
+					out = append(out, rcv.Change{Type: rcv.InvoiceDueSoon, Invoice: *c, Installment: &inst, At: at})
 					add = append(add, sk)
 				}
 			}
@@ -336,6 +330,6 @@ func NextInstant(s *rcv.Snapshot, now time.Time, r Rules) time.Time {
 // Equal reports whether two snapshots hold the same state, ignoring
 // FIC's updated_at (which changes on edits Incasso does not care about).
 func Equal(a, b *rcv.Snapshot) bool {
-	return a.Deleted == b.Deleted && slices.Equal(a.Notified, b.Notified) && a.TimerAt.Equal(b.TimerAt) &&
+	return a.Deleted == b.Deleted && a.Seq == b.Seq && len(a.Pending) == len(b.Pending) && slices.Equal(a.Notified, b.Notified) && a.TimerAt.Equal(b.TimerAt) &&
 		a.Invoice.CompanyID == b.Invoice.CompanyID && a.Invoice.ID == b.Invoice.ID && invoiceEqual(&a.Invoice, &b.Invoice)
 }

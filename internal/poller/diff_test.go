@@ -8,6 +8,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/incasso-io/incasso/internal/events"
 	"github.com/incasso-io/incasso/internal/poller"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
@@ -117,23 +118,72 @@ func TestDiff(t *testing.T) {
 	}
 }
 
-func TestDiffKeysAreStable(t *testing.T) {
+// Every occurrence of a transition gets the next sequence number of its
+// document, and so its own event id: a payment reversed and paid again, a
+// due date moved and moved back, a document deleted and restored are new
+// occurrences, never a repeat of the first (issue #12, repro 1).
+func TestDiffNumbersOccurrences(t *testing.T) {
 	open := invoice(inst(1, "2026-11-30", "610", rcv.NotPaid, ""))
 	paid := invoice(inst(1, "2026-11-30", "610", rcv.Paid, "2026-11-29"))
-	a, _ := poller.Diff(&rcv.Snapshot{Invoice: *open}, paid, rome("2026-11-29 10:00"), poller.Rules{})
-	b, _ := poller.Diff(&rcv.Snapshot{Invoice: *open}, paid, rome("2026-11-29 18:00"), poller.Rules{})
-	if len(a) != 1 || a[0].Key != b[0].Key {
-		t.Fatalf("keys differ: %v vs %v", a, b)
+	reversed := invoice(inst(1, "2026-11-30", "610", rcv.Reversed, ""))
+	now := rome("2026-11-29 10:00")
+	var snap *rcv.Snapshot
+	var got []string
+	ids := map[string]bool{}
+	step := func(curr *rcv.Invoice) {
+		t.Helper()
+		ch, next := poller.Diff(snap, curr, now, poller.Rules{DueSoonDays: -1})
+		for _, c := range ch {
+			id := events.TransitionID(c.Invoice.CompanyID, c.Invoice.ID, c.Seq, string(c.Type))
+			if ids[id] {
+				t.Errorf("%s #%d reuses an id", c.Type, c.Seq)
+			}
+			ids[id] = true
+			got = append(got, fmt.Sprintf("%d:%s", c.Seq, c.Type))
+		}
+		snap = &next
 	}
-	// Updates with different content get different keys.
-	u1 := *open
-	u1.Gross = decimal.RequireFromString("1")
-	u2 := *open
-	u2.Gross = decimal.RequireFromString("2")
-	c1, _ := poller.Diff(&rcv.Snapshot{Invoice: *open}, &u1, time.Now(), poller.Rules{})
-	c2, _ := poller.Diff(&rcv.Snapshot{Invoice: *open}, &u2, time.Now(), poller.Rules{})
-	if c1[0].Key == c2[0].Key {
-		t.Error("different updates share a key")
+	step(open)
+	step(paid)
+	step(reversed)
+	step(paid)
+	step(nil)  // deleted
+	step(open) // restored from the bin
+	step(nil)
+	want := []string{"1:invoice.created", "2:invoice.paid", "3:invoice.reopened", "4:invoice.paid", "5:invoice.deleted", "6:invoice.created", "7:invoice.deleted"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("transitions %v, want %v", got, want)
+	}
+	if snap.Seq != 7 || !snap.Deleted {
+		t.Fatalf("tombstone seq %d deleted %v", snap.Seq, snap.Deleted)
+	}
+	// The same occurrence diffed twice (a retry) gets the same number.
+	base := rcv.Snapshot{Invoice: *open, Seq: 4}
+	a, _ := poller.Diff(&base, paid, rome("2026-11-29 10:00"), poller.Rules{})
+	b, _ := poller.Diff(&base, paid, rome("2026-11-29 18:00"), poller.Rules{})
+	if len(a) != 1 || a[0].Seq != 5 || b[0].Seq != 5 {
+		t.Fatalf("retry numbered %v vs %v", a, b)
+	}
+}
+
+// A due date moved D -> D+30 -> D after the installment was overdue: the
+// second overdue is a new occurrence with its own number.
+func TestDiffOverdueAgainAfterDueDateMovedBack(t *testing.T) {
+	d := invoice(inst(1, "2026-11-10", "610", rcv.NotPaid, ""))
+	later := invoice(inst(1, "2026-12-10", "610", rcv.NotPaid, ""))
+	now := rome("2026-11-20 10:00")
+	r := poller.Rules{DueSoonDays: -1}
+	c1, s1 := poller.Diff(nil, d, now, r)
+	c2, s2 := poller.Diff(&s1, later, now, r)
+	c3, _ := poller.Diff(&s2, d, now, r)
+	all := slices.Concat(c1, c2, c3)
+	var got []string
+	for _, c := range all {
+		got = append(got, fmt.Sprintf("%d:%s", c.Seq, c.Type))
+	}
+	want := []string{"1:invoice.created", "2:invoice.overdue", "3:invoice.updated", "4:invoice.updated", "5:invoice.overdue"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }
 
@@ -161,7 +211,7 @@ func ExampleDiff() {
 	curr := invoice(inst(1, "2026-11-30", "1220", rcv.Paid, "2026-11-28"))
 	changes, _ := poller.Diff(prev, curr, rome("2026-11-28 15:00"), poller.Rules{})
 	for _, c := range changes {
-		fmt.Println(c.Type, c.Key, c.Invoice.AmountDue())
+		fmt.Println(c.Type, c.Seq, c.Invoice.AmountDue())
 	}
-	// Output: invoice.paid paid:1@2026-11-28 0
+	// Output: invoice.paid 1 0
 }

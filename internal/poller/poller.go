@@ -52,8 +52,16 @@ const maxCASRetries = 8
 // Apply brings one document up to date: curr is what the source returns now
 // (nil: confirmed deleted). It returns the number of events published.
 func (p *Poller) Apply(ctx context.Context, cid, id int64, curr *rcv.Invoice) (int, error) {
+	return p.apply(ctx, cid, id, curr, false)
+}
+
+// apply retries applyOnce on lost compare-and-set. After a lost write the
+// timer is set again even if the stored snapshot says it is right: the
+// losing attempt may have replaced it. fired says the document's timer has
+// just fired (so none is set).
+func (p *Poller) apply(ctx context.Context, cid, id int64, curr *rcv.Invoice, fired bool) (int, error) {
 	for attempt := 0; attempt < maxCASRetries; attempt++ {
-		n, err := p.applyOnce(ctx, cid, id, curr)
+		n, err := p.applyOnce(ctx, cid, id, curr, fired || attempt > 0)
 		if !errors.Is(err, rcv.ErrConflict) {
 			return n, err
 		}
@@ -61,7 +69,23 @@ func (p *Poller) Apply(ctx context.Context, cid, id int64, curr *rcv.Invoice) (i
 	return 0, fmt.Errorf("poller: document %d/%d: %w after %d attempts", cid, id, rcv.ErrConflict, maxCASRetries)
 }
 
-func (p *Poller) applyOnce(ctx context.Context, cid, id int64, curr *rcv.Invoice) (int, error) {
+// applyOnce is the commit protocol for one document:
+//
+//  1. read the snapshot; if it holds pending transitions (an earlier
+//     attempt saved them and may have died before publishing), publish
+//     them again — same ids, so JetStream drops what was already stored;
+//  2. diff, and set the document's timer to its next instant;
+//  3. save the new snapshot with its transitions as pending
+//     (compare-and-set on the revision read in 1);
+//  4. publish the transitions;
+//  5. save the snapshot without them (compare-and-set on the revision of 3;
+//     losing it means another writer read 3 and published them itself).
+//
+// Whatever fails, no transition is lost (it is saved before it is
+// published, and whoever reads it publishes it) and none is doubled (every
+// re-publication carries the id of the first). A document with no
+// transition (only its timer or notified keys changed) is saved once.
+func (p *Poller) applyOnce(ctx context.Context, cid, id int64, curr *rcv.Invoice, forceTimer bool) (int, error) {
 	prev, rev, err := p.Snapshots.Get(ctx, cid, id)
 	if err != nil {
 		return 0, err
@@ -69,25 +93,64 @@ func (p *Poller) applyOnce(ctx context.Context, cid, id int64, curr *rcv.Invoice
 	if rev == 0 {
 		prev = rcv.Snapshot{} // none stored
 	}
-	changes, next, write := p.plan(&prev, rev, curr, p.now())
-	if !write {
-		return 0, nil
-	}
-	if err := p.Publisher.Publish(ctx, changes); err != nil {
-		return 0, fmt.Errorf("poller: publish %d/%d: %w", cid, id, err)
-	}
-	if err := p.schedule(ctx, cid, id, &prev, &next); err != nil {
-		return 0, err
-	}
-	if next.Deleted {
-		err = p.Snapshots.Delete(ctx, cid, id, rev)
-	} else {
-		_, err = p.Snapshots.Put(ctx, cid, id, next, rev)
-	}
+	recovered, err := p.recover(ctx, cid, id, &prev)
 	if err != nil {
 		return 0, err
 	}
+	changes, next, write := p.plan(&prev, rev, curr, p.now())
+	if !write && !recovered {
+		return 0, nil
+	}
+	if err := p.schedule(ctx, cid, id, &prev, &next, forceTimer); err != nil {
+		return 0, err
+	}
+	if len(changes) == 0 {
+		return 0, p.save(ctx, cid, id, next, rev)
+	}
+	intent := next
+	intent.Pending = rcv.PendingOf(changes)
+	irev, err := p.Snapshots.Put(ctx, cid, id, intent, rev)
+	if err != nil {
+		return 0, err
+	}
+	if err := p.Publisher.Publish(ctx, changes); err != nil {
+		// Saved as pending: the next look at the document publishes them.
+		return 0, fmt.Errorf("poller: publish %d/%d: %w", cid, id, err)
+	}
+	if err := p.save(ctx, cid, id, next, irev); err != nil && !errors.Is(err, rcv.ErrConflict) {
+		// Published, and their state is saved with them as pending: a
+		// later look re-publishes them with the same ids. Not an error for
+		// the caller.
+		p.log().Warn("transitions published; clearing them from the snapshot failed (a later look re-publishes them, deduplicated)",
+			"company_id", cid, "document_id", id, "error", err)
+	}
 	return len(changes), nil
+}
+
+// recover publishes the pending transitions of a stored snapshot and
+// clears them from prev (the next write of the document saves it without
+// them). It reports whether there were any.
+func (p *Poller) recover(ctx context.Context, cid, id int64, prev *rcv.Snapshot) (bool, error) {
+	if len(prev.Pending) == 0 {
+		return false, nil
+	}
+	if err := p.Publisher.Publish(ctx, prev.PendingChanges()); err != nil {
+		return false, fmt.Errorf("poller: re-publish pending transitions of %d/%d: %w", cid, id, err)
+	}
+	p.log().Info("pending transitions re-published", "company_id", cid, "document_id", id, "count", len(prev.Pending))
+	prev.Pending = nil
+	return true, nil
+}
+
+// save writes a snapshot without pending transitions: a tombstone for a
+// deleted document, else a put.
+func (p *Poller) save(ctx context.Context, cid, id int64, next rcv.Snapshot, rev uint64) error {
+	next.Pending = nil
+	if next.Deleted {
+		return p.Snapshots.Delete(ctx, cid, id, next, rev)
+	}
+	_, err := p.Snapshots.Put(ctx, cid, id, next, rev)
+	return err
 }
 
 // plan diffs a document against its stored snapshot (rev 0: none; prev is
@@ -126,13 +189,14 @@ func timerMove(prev, next *rcv.Snapshot) (time.Time, bool) {
 
 // schedule keeps the document's durable timer at its next instant. It runs
 // before the snapshot is saved, so a crash cannot leave a saved snapshot
-// without its timer; re-scheduling the same instant is harmless.
-func (p *Poller) schedule(ctx context.Context, cid, id int64, prev, next *rcv.Snapshot) error {
+// without its timer; re-scheduling the same instant is harmless. force sets
+// it even when the stored snapshot says it is already right.
+func (p *Poller) schedule(ctx context.Context, cid, id int64, prev, next *rcv.Snapshot, force bool) error {
 	if p.Timers == nil {
 		return nil
 	}
 	at, moved := timerMove(prev, next)
-	if !moved {
+	if !moved && !(force && !at.IsZero()) {
 		return nil // the timer already set is right (or none was ever set)
 	}
 	if err := p.Timers.Schedule(ctx, cid, id, at); err != nil {
@@ -154,7 +218,7 @@ func (p *Poller) Fire(ctx context.Context, cid, id int64) (int, error) {
 			return 0, nil // paid and gone, or deleted: the timer is stale
 		}
 		inv := snap.Invoice
-		n, err := p.applyOnce(ctx, cid, id, &inv)
+		n, err := p.applyOnce(ctx, cid, id, &inv, true)
 		if !errors.Is(err, rcv.ErrConflict) {
 			return n, err
 		}
@@ -250,27 +314,40 @@ func (p *Poller) Scan(ctx context.Context, src rcv.InvoiceSource, cid int64, pro
 // events published; an error stops the page. stored (sorted) are the ids
 // that had a snapshot when the scan started.
 //
-// The snapshots of the page are read concurrently — not those of documents
-// that had none when the scan started: their write is a create, which
-// loses compare-and-set if a snapshot was written since, and any event
-// published on the way carries the id of the one that writer published, so
-// JetStream drops it — each document is diffed, and then the page's
-// events, timers and snapshots go out as three batches, each awaited before
-// the next: per document the order of Apply holds (events stored, then its
-// timer, then its snapshot), so a crash anywhere re-publishes with the same
-// ids and JetStream drops the duplicates. A document whose snapshot write
-// loses compare-and-set (a webhook refresh or a timer wrote it meanwhile) is
-// applied again on its own. Batching turns four round trips per document
-// into four per page, which is what bounds an initial sync.
+// It is applyOnce's commit protocol with each step batched over the page —
+// re-publish what earlier attempts left pending, set timers, save the
+// snapshots with their transitions pending, publish, save them cleared —
+// each batch awaited before the next, so per document the order of
+// applyOnce holds. Snapshots are read concurrently, except those of
+// documents that had none when the scan started: their write is a create,
+// which loses compare-and-set if anything was written since (a webhook
+// refresh, or a tombstone of a document restored from the bin). A document
+// whose first write loses compare-and-set is applied again on its own.
+// Batching turns the round trips per document into round trips per page,
+// which is what bounds an initial sync.
 func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, stored []int64) (int, error) {
 	type doc struct {
 		prev    rcv.Snapshot
 		rev     uint64
-		changes int
+		changes []rcv.Change
+		next    rcv.Snapshot
+		// recovered: the stored snapshot had pending transitions (they are
+		// re-published first).
+		recovered bool
 	}
 	docs := make([]doc, len(invs))
 	if err := p.readSnapshots(ctx, cid, invs, stored, func(i int, s rcv.Snapshot, rev uint64) { docs[i].prev, docs[i].rev = s, rev }); err != nil {
 		return 0, err
+	}
+	var recovered []rcv.Change
+	for i := range docs {
+		if d := &docs[i]; len(d.prev.Pending) > 0 {
+			recovered = append(recovered, d.prev.PendingChanges()...)
+			d.prev.Pending, d.recovered = nil, true
+		}
+	}
+	if err := p.Publisher.Publish(ctx, recovered); err != nil {
+		return 0, fmt.Errorf("poller: re-publish pending transitions of company %d: %w", cid, err)
 	}
 	now := p.now()
 	var (
@@ -282,40 +359,60 @@ func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, s
 	for i := range invs {
 		d := &docs[i]
 		ch, next, write := p.plan(&d.prev, d.rev, &invs[i], now)
-		if !write {
+		if !write && !d.recovered { // a recovered snapshot is written again without its pending transitions
 			continue
 		}
-		d.changes = len(ch)
-		changes = append(changes, ch...)
+		d.changes, d.next = ch, next
 		if at, moved := timerMove(&d.prev, &next); p.Timers != nil && moved {
 			timers = append(timers, rcv.Timer{CompanyID: cid, ID: invs[i].ID, At: at})
 		}
+		next.Pending = rcv.PendingOf(ch)
 		writes = append(writes, rcv.SnapshotWrite{CompanyID: cid, ID: invs[i].ID, Snapshot: next, Rev: d.rev})
 		which = append(which, i)
-	}
-	if err := p.Publisher.Publish(ctx, changes); err != nil {
-		return 0, fmt.Errorf("poller: publish page of company %d: %w", cid, err)
 	}
 	if len(timers) > 0 {
 		if err := p.Timers.ScheduleAll(ctx, timers); err != nil {
 			return 0, fmt.Errorf("poller: schedule timers of company %d: %w", cid, err)
 		}
 	}
-	events := 0
-	for k, err := range p.Snapshots.PutAll(ctx, writes) {
+	revs, errs := p.Snapshots.PutAll(ctx, writes)
+	var (
+		retry   []int
+		clears  []rcv.SnapshotWrite
+		publish []int // documents whose intent is saved, in page order
+	)
+	for k, err := range errs {
 		i := which[k]
 		switch {
 		case err == nil:
-			events += docs[i].changes
-		case errors.Is(err, rcv.ErrConflict):
-			n, err := p.Apply(ctx, cid, invs[i].ID, &invs[i])
-			if err != nil {
-				return events, err
+			if len(docs[i].changes) > 0 {
+				changes = append(changes, docs[i].changes...)
+				clears = append(clears, rcv.SnapshotWrite{CompanyID: cid, ID: invs[i].ID, Snapshot: docs[i].next, Rev: revs[k]})
+				publish = append(publish, i)
 			}
-			events += n
+		case errors.Is(err, rcv.ErrConflict):
+			retry = append(retry, i)
 		default:
+			return 0, err
+		}
+	}
+	if err := p.Publisher.Publish(ctx, changes); err != nil {
+		return 0, fmt.Errorf("poller: publish page of company %d: %w", cid, err)
+	}
+	events := len(changes)
+	_, errs = p.Snapshots.PutAll(ctx, clears)
+	for k, err := range errs {
+		if err != nil && !errors.Is(err, rcv.ErrConflict) {
+			p.log().Warn("transitions published; clearing them from the snapshot failed (a later look re-publishes them, deduplicated)",
+				"company_id", cid, "document_id", clears[k].ID, "error", err)
+		}
+	}
+	for _, i := range retry {
+		n, err := p.apply(ctx, cid, invs[i].ID, &invs[i], true)
+		if err != nil {
 			return events, err
 		}
+		events += n
 	}
 	return events, nil
 }

@@ -35,12 +35,14 @@ type FieldChange struct {
 	Current  string `json:"current"`
 }
 
-// Change is one transition detected on a document. Key identifies the
-// transition (e.g. the installment and its due date), so the same
-// transition always gets the same event id.
+// Change is one transition detected on a document. Seq numbers the
+// transitions of one document for its whole life (1, 2, …, across a
+// deletion and a restore from the bin): the event id is derived from the
+// company, the document, Seq and Type, so it is unique per occurrence and
+// the same on every retry of that occurrence.
 type Change struct {
 	Type        EventType
-	Key         string
+	Seq         uint64
 	Invoice     Invoice       // the document after the change (before, for deletions)
 	Installment *Installment  // the installment concerned, for due_soon/overdue/reopened
 	Paid        []Installment // installments newly paid, for paid/partially_paid
@@ -60,4 +62,49 @@ type Snapshot struct {
 	// TimerAt is the instant of the durable timer set for the document's
 	// next time-based event (zero: none).
 	TimerAt time.Time `json:"timer_at,omitzero"`
+	// Seq is the sequence number of the document's last transition (0:
+	// none yet). It survives a deletion: the tombstone keeps it.
+	Seq uint64 `json:"seq,omitempty"`
+	// Pending are transitions decided on this state that are not known to
+	// be published yet (the write-ahead part of the commit protocol: the
+	// snapshot is saved with them, then they are published, then the
+	// snapshot is saved without them). Whoever reads a snapshot with
+	// Pending publishes them again, with the same ids, before anything else.
+	Pending []Pending `json:"pending,omitempty"`
+}
+
+// Pending is a Change without its document: the document of every pending
+// change is the snapshot's Invoice (the state after the change, or the
+// last state before a deletion).
+type Pending struct {
+	Type        EventType     `json:"type"`
+	Seq         uint64        `json:"seq"`
+	At          time.Time     `json:"at"`
+	Installment *Installment  `json:"installment,omitempty"`
+	Paid        []Installment `json:"paid,omitempty"`
+	Changes     []FieldChange `json:"changes,omitempty"`
+}
+
+// PendingOf strips the document off changes, for Snapshot.Pending.
+func PendingOf(changes []Change) []Pending {
+	if len(changes) == 0 {
+		return nil
+	}
+	out := make([]Pending, len(changes))
+	for i, c := range changes {
+		out[i] = Pending{Type: c.Type, Seq: c.Seq, At: c.At, Installment: c.Installment, Paid: c.Paid, Changes: c.Changes}
+	}
+	return out
+}
+
+// PendingChanges rebuilds the pending changes of s with their document.
+func (s *Snapshot) PendingChanges() []Change {
+	if len(s.Pending) == 0 {
+		return nil
+	}
+	out := make([]Change, len(s.Pending))
+	for i, p := range s.Pending {
+		out[i] = Change{Type: p.Type, Seq: p.Seq, Invoice: s.Invoice, Installment: p.Installment, Paid: p.Paid, Changes: p.Changes, At: p.At}
+	}
+	return out
 }

@@ -58,19 +58,25 @@ type InvoiceSource interface {
 // writes compare-and-set. Implementations are safe for concurrent use.
 type SnapshotStore interface {
 	// Get returns the snapshot and its revision; rev 0 means none stored.
+	// A deleted document's tombstone is returned with Deleted set (and its
+	// transition sequence number) and a revision.
 	Get(ctx context.Context, companyID, id int64) (Snapshot, uint64, error)
-	// Put stores s if the stored revision is still rev (0: must not exist)
-	// and returns the new revision. Returns ErrConflict otherwise.
+	// Put stores s if the stored revision is still rev (0: nothing stored,
+	// not even a tombstone) and returns the new revision. Returns
+	// ErrConflict otherwise.
 	Put(ctx context.Context, companyID, id int64, s Snapshot, rev uint64) (uint64, error)
-	// Delete removes the snapshot if its revision is still rev (after the
-	// deletion was announced). Returns ErrConflict otherwise.
-	Delete(ctx context.Context, companyID, id int64, rev uint64) error
-	// IDs returns the ids of every stored document of a company.
+	// Delete replaces the snapshot with tombstone s (after the deletion was
+	// announced) if its revision is still rev. Returns ErrConflict
+	// otherwise. A tombstone is not listed by IDs.
+	Delete(ctx context.Context, companyID, id int64, s Snapshot, rev uint64) error
+	// IDs returns the ids of every stored document of a company (not
+	// tombstones).
 	IDs(ctx context.Context, companyID int64) ([]int64, error)
 	// PutAll is Put for many snapshots in one round of requests. It returns
-	// one error per write (nil: stored; wrapping ErrConflict: lost
-	// compare-and-set); a failed write does not stop the others.
-	PutAll(ctx context.Context, writes []SnapshotWrite) []error
+	// one new revision and one error per write (nil: stored; wrapping
+	// ErrConflict: lost compare-and-set); a failed write does not stop the
+	// others.
+	PutAll(ctx context.Context, writes []SnapshotWrite) ([]uint64, []error)
 }
 
 // SnapshotWrite is one compare-and-set write of SnapshotStore.PutAll.

@@ -64,7 +64,6 @@ func (h *harness) events(doc int64) []stored {
 	return out
 }
 
-
 func typesOf(evs []stored) string {
 	var b []string
 	for _, e := range evs {

@@ -2,8 +2,19 @@
 // before answering: the HTTP handler answers FIC's verification handshake,
 // verifies the ES256 JWT, checks that it belongs to this notification
 // (jti = ce-id, sub = ce-subject), and publishes the ids to a JetStream
-// work-queue stream with Nats-Msg-Id = the notification id. Only then does it
-// reply 200. A consumer shared by the replicas then fetches each document.
+// stream on incasso.webhooks.<company_id> with Nats-Msg-Id = the
+// notification id. Only then does it reply 200.
+//
+// Routing by company: the stream keeps a notification while any consumer
+// interested in its company has not acknowledged it (interest retention).
+// A poller with a manual token consumes its own company's subject (durable
+// poller-webhooks-<company_id>, shared by its replicas); pollers on the
+// OAuth connection store consume every company (durable
+// poller-webhooks-all) and acknowledge without work the notifications of
+// companies they cannot serve, which reach whoever serves them through that
+// poller's own consumer. No poller drops another's notification. A
+// notification is acknowledged only once its documents are handled (see
+// Queue).
 //
 // Replays and FIC's at-least-once redeliveries carry the same id, so the
 // stream's duplicate window (longer than the JWT's 3-hour lifetime) drops
@@ -14,10 +25,12 @@ package inbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,13 +38,26 @@ import (
 
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/natsrv"
-	"github.com/incasso-io/incasso/internal/settle"
 )
 
 // StreamName is the webhook inbox stream.
-const StreamName = "INCASSO_INBOX"
+const StreamName = "INCASSO_WEBHOOKS"
 
-const subjectPrefix = "incasso.inbox."
+const subjectPrefix = "incasso.webhooks."
+
+// legacyStream is the work-queue stream of earlier versions (one consumer
+// shared by every poller, which dropped the notifications of companies it
+// did not serve). Ensure moves what it still holds and deletes it.
+const (
+	legacyStream  = "INCASSO_INBOX"
+	legacyPrefix  = "incasso.inbox."
+	consumerIdle  = 7 * 24 * time.Hour // a durable nobody pulls from for this long is removed
+	consumerWait  = time.Minute
+	maxAckPending = 20000
+)
+
+// Subject is the subject of a company's notifications.
+func Subject(cid int64) string { return subjectPrefix + strconv.FormatInt(cid, 10) }
 
 // Notification is what the inbox stores per webhook.
 type Notification struct {
@@ -43,15 +69,51 @@ type Notification struct {
 	ReceivedAt time.Time `json:"received_at"`
 }
 
-// Ensure creates or updates the inbox stream.
+// Ensure creates or updates the inbox stream, and moves the notifications
+// of an earlier version's stream into it.
 func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: StreamName, Description: "FIC webhook notifications awaiting a fetch",
+		Name: StreamName, Description: "FIC webhook notifications awaiting a fetch, by company",
 		Subjects: []string{subjectPrefix + ">"}, Storage: jetstream.FileStorage, Replicas: max(1, replicas),
-		Retention: jetstream.WorkQueuePolicy, Duplicates: 4 * time.Hour,
+		Retention: jetstream.InterestPolicy, Duplicates: 4 * time.Hour, MaxAge: 7 * 24 * time.Hour,
 	})
 	if err != nil {
 		return fmt.Errorf("inbox: ensure stream: %w", err)
+	}
+	return migrate(ctx, js)
+}
+
+// migrate re-publishes what the legacy stream holds (same message ids, so
+// two pollers migrating at once store each notification once) and deletes
+// it. Consumers must exist first, or interest retention drops the copies:
+// callers run Subscribe before they stop an old version's pollers.
+func migrate(ctx context.Context, js jetstream.JetStream) error {
+	st, err := js.Stream(ctx, legacyStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inbox: legacy stream: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("inbox: legacy stream: %w", err)
+	}
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("inbox: read legacy notification %d: %w", seq, err)
+		}
+		out := &nats.Msg{Subject: subjectPrefix + strings.TrimPrefix(m.Subject, legacyPrefix), Header: m.Header, Data: m.Data}
+		if _, err := js.PublishMsg(ctx, out); err != nil {
+			return fmt.Errorf("inbox: move legacy notification %d: %w", seq, err)
+		}
+	}
+	if err := js.DeleteStream(ctx, legacyStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("inbox: delete legacy stream: %w", err)
 	}
 	return nil
 }
@@ -129,7 +191,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, now time.Time) {
 		return
 	}
 	body, _ := json.Marshal(Notification{ID: n.ID, Type: n.Type, CompanyID: n.CompanyID, IDs: n.IDs, Time: n.Time, ReceivedAt: now})
-	msg := &nats.Msg{Subject: subjectPrefix + strconv.FormatInt(n.CompanyID, 10), Data: body, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: Subject(n.CompanyID), Data: body, Header: nats.Header{}}
 	msg.Header.Set(nats.MsgIdHdr, n.ID)
 	ack, err := h.JS.PublishMsg(r.Context(), msg)
 	if err != nil {
@@ -153,35 +215,58 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, now time.Time) {
 	_, _ = w.Write([]byte(`{"status":"accepted"}`))
 }
 
-// Consume runs handler for every stored notification on a durable consumer
-// shared by all replicas. Errors are retried with backoff (a quota error
-// waits for the reset); after maxDeliver attempts the message is terminated.
-func Consume(ctx context.Context, js jetstream.JetStream, handler func(context.Context, Notification) error, retryAfter func(error) (time.Duration, bool), log *slog.Logger) (jetstream.ConsumeContext, error) {
-	const maxDeliver = 50
-	var cons jetstream.Consumer
-	err := natsrv.Retry(ctx, func(ctx context.Context) error {
-		var err error
-		cons, err = js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
-			Durable: "poller-inbox", FilterSubject: subjectPrefix + ">", AckPolicy: jetstream.AckExplicitPolicy,
-			AckWait: 2 * time.Minute, MaxDeliver: maxDeliver, MaxAckPending: 256,
-		})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("inbox: consumer: %w", err)
+// Scope is what a poller serves: the companies of its manual token, or
+// (Companies empty) every company of the OAuth connection store, of which
+// Serves tells the ones it can fetch.
+type Scope struct {
+	Companies []int64
+	Serves    func(ctx context.Context, cid int64) bool
+}
+
+// Subscribe feeds q with the notifications of scope from durable consumers
+// shared by the replicas of the same scope. Unreadable messages are
+// terminated; notifications of companies the scope cannot serve are
+// acknowledged without work (see the package doc).
+func Subscribe(ctx context.Context, js jetstream.JetStream, scope Scope, q *Queue, log *slog.Logger) ([]jetstream.ConsumeContext, error) {
+	type spec struct{ durable, filter string }
+	var specs []spec
+	if len(scope.Companies) == 0 {
+		specs = append(specs, spec{"poller-webhooks-all", subjectPrefix + ">"})
 	}
-	pol := settle.Policy{MaxDeliver: maxDeliver, Log: log, Backoff: func(n uint64, err error) time.Duration {
-		if d, ok := retryAfter(err); ok {
-			return d
+	for _, cid := range scope.Companies {
+		specs = append(specs, spec{"poller-webhooks-" + strconv.FormatInt(cid, 10), Subject(cid)})
+	}
+	var ccs []jetstream.ConsumeContext
+	for _, sp := range specs {
+		var cons jetstream.Consumer
+		err := natsrv.Retry(ctx, func(ctx context.Context) error {
+			var err error
+			cons, err = js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
+				Durable: sp.durable, FilterSubject: sp.filter, AckPolicy: jetstream.AckExplicitPolicy,
+				AckWait: consumerWait, MaxAckPending: maxAckPending, InactiveThreshold: consumerIdle,
+			})
+			return err
+		})
+		if err != nil {
+			return ccs, fmt.Errorf("inbox: consumer %s: %w", sp.durable, err)
 		}
-		return time.Duration(n*n) * time.Second
-	}}
-	return cons.Consume(func(m jetstream.Msg) {
-		var n Notification
-		if err := json.Unmarshal(m.Data(), &n); err != nil || n.CompanyID <= 0 {
-			pol.Settle(ctx, m, fmt.Errorf("%w: unreadable inbox message: %v", settle.ErrPermanent, err))
-			return
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			var n Notification
+			if err := json.Unmarshal(m.Data(), &n); err != nil || n.CompanyID <= 0 {
+				log.Error("unreadable webhook notification terminated", "subject", m.Subject(), "error", err)
+				_ = m.TermWithReason("unreadable notification")
+				return
+			}
+			if scope.Serves != nil && !scope.Serves(ctx, n.CompanyID) {
+				_ = m.Ack() // not served here; whoever serves it has its own copy
+				return
+			}
+			q.Add(m, n.CompanyID, n.IDs)
+		})
+		if err != nil {
+			return ccs, fmt.Errorf("inbox: consume %s: %w", sp.durable, err)
 		}
-		pol.Settle(ctx, m, handler(ctx, n), "event_id", n.ID, "company_id", n.CompanyID)
-	})
+		ccs = append(ccs, cc)
+	}
+	return ccs, nil
 }

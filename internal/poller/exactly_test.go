@@ -365,3 +365,55 @@ func TestPendingTransitionsPublishedByTheNextLook(t *testing.T) {
 		t.Fatal("out of order")
 	}
 }
+
+// A burst of changes is answered with the company's pages when that costs
+// fewer requests than single fetches: 1,000 changed invoices of a company
+// of 5,000 cost 50 requests, not 1,000 (issue #12, repro 4); a few cost
+// their GETs.
+func TestRefreshManyListsPagesWhenCheaper(t *testing.T) {
+	h := newHarness(t, ficsim.Config{Invoices: 5000, Quotas: ficsim.QuotaConfig{Off: true}})
+	h.scan()
+	open, _, err := h.sim.InvoiceIDs(h.cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changed []int64
+	for i := 0; i < len(open) && len(changed) < 1000; i++ {
+		if _, err := h.sim.Pay(h.cid, open[i], ficsim.PaymentSpec{}); err != nil {
+			t.Fatal(err)
+		}
+		changed = append(changed, open[i])
+	}
+	if len(changed) < 1000 {
+		t.Fatalf("only %d open invoices to change", len(changed))
+	}
+	before := len(h.events(0))
+	h.sim.ResetStats()
+	done, reqs, err := h.p.RefreshMany(context.Background(), h.src, h.cid, changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := h.sim.Stats()[h.cid]
+	total := 0
+	for _, n := range st {
+		total += n
+	}
+	if len(done) != len(changed) || total > 50 || reqs != total {
+		t.Fatalf("handled %d of %d with %d requests (reported %d): %v", len(done), len(changed), total, reqs, st)
+	}
+	if got := len(h.events(0)) - before; got != len(changed) {
+		t.Fatalf("%d events for %d payments", got, len(changed))
+	}
+	// A handful: their GETs, nothing more.
+	few := open[1000:1005:1005]
+	for _, id := range few {
+		if _, err := h.sim.Pay(h.cid, id, ficsim.PaymentSpec{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.sim.ResetStats()
+	if _, reqs, err = h.p.RefreshMany(context.Background(), h.src, h.cid, few); err != nil || reqs != len(few) {
+		t.Fatalf("%d requests for %d documents (%v)", reqs, len(few), err)
+	}
+	t.Logf("1,000 changed of %d invoices: %d requests", len(open), total)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -518,4 +519,78 @@ func (p *Poller) confirmMissing(ctx context.Context, src rcv.InvoiceSource, cid 
 		}
 	}
 	return nil
+}
+
+// RefreshMany brings many documents of one company up to date — webhooks
+// announced that they changed — with as few source requests as it can.
+// It lists the company's pages (invoices, then credit notes), applying the
+// announced documents it finds, for as long as the pages left cost fewer
+// requests than fetching the documents still missing one by one; then one
+// bin listing confirms deletions, and what is left is fetched alone. For
+// 1,000 changed invoices of a company of 5,000 that is 50 requests instead
+// of 1,000. Fewer than minListing documents are simply fetched; for more,
+// the first page of each kind and the bin are the only requests that may
+// turn out wasted (at most 3 more than the GETs). It returns the ids
+// handled and the requests made; on error, the ids handled so far.
+const minListing = 10
+
+func (p *Poller) RefreshMany(ctx context.Context, src rcv.InvoiceSource, cid int64, ids []int64) ([]int64, int, error) {
+	want := map[int64]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	stored := slices.Sorted(maps.Keys(want))
+	var handled []int64
+	requests := 0
+	for _, kind := range []rcv.Kind{rcv.KindInvoice, rcv.KindCreditNote} {
+		if len(want) < minListing {
+			break // single fetches are the cheapest
+		}
+		for page, err := range src.Pages(ctx, cid, kind) {
+			requests++
+			if err != nil {
+				return handled, requests, fmt.Errorf("poller: targeted scan of %d %s page %d: %w", cid, kind, page.Number, err)
+			}
+			var found []rcv.Invoice
+			for _, inv := range page.Invoices {
+				if want[inv.ID] {
+					found = append(found, inv)
+				}
+			}
+			if _, err := p.applyPage(ctx, cid, found, stored); err != nil {
+				return handled, requests, err
+			}
+			for _, inv := range found {
+				delete(want, inv.ID)
+				handled = append(handled, inv.ID)
+			}
+			if left := page.LastPage - page.Number; left <= 0 || left >= len(want) {
+				break // the rest costs no more as single fetches
+			}
+		}
+	}
+	if len(want) >= minListing {
+		bin, err := src.Bin(ctx, cid)
+		requests++
+		if err != nil {
+			return handled, requests, fmt.Errorf("poller: bin of %d: %w", cid, err)
+		}
+		for _, id := range bin {
+			if want[id] {
+				if _, err := p.Apply(ctx, cid, id, nil); err != nil {
+					return handled, requests, err
+				}
+				delete(want, id)
+				handled = append(handled, id)
+			}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(want)) {
+		requests++
+		if _, err := p.Refresh(ctx, src, cid, id); err != nil {
+			return handled, requests, err
+		}
+		handled = append(handled, id)
+	}
+	return handled, requests, nil
 }

@@ -310,34 +310,62 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	inboxCC, err := inbox.Consume(ctx, js, func(ctx context.Context, n inbox.Notification) error {
-		src, _, err := cs.source(n.CompanyID)
-		if err != nil {
-			if cs.list != nil {
-				_, _ = companies(ctx) // a connection added since start
-				src, _, err = cs.source(n.CompanyID)
-			}
-			if err != nil {
-				met.refreshes.WithLabelValues("unknown_company").Inc()
-				return nil // not ours: drop, nothing to fetch with
-			}
-		}
-		for _, id := range n.IDs {
-			if _, err := p.Refresh(ctx, src, n.CompanyID, id); err != nil {
-				met.refreshes.WithLabelValues("error").Inc()
-				return err
-			}
-			met.refreshes.WithLabelValues("ok").Inc()
-		}
-		return nil
-	}, func(err error) (time.Duration, bool) {
+	// Webhook notifications: held in a fair, coalescing queue until their
+	// documents are handled, from consumers routed by company.
+	retryAfter := func(err error) (time.Duration, bool) {
 		var qe *rcv.QuotaError
 		if errors.As(err, &qe) {
 			return max(time.Until(qe.ResetAt), time.Second), true
 		}
 		return 0, false
-	}, log)
+	}
+	queue := &inbox.Queue{Log: log, RetryAfter: retryAfter, Workers: cfg.WebhookWorkers,
+		Refresh: func(ctx context.Context, cid, id int64) error {
+			src, _, err := cs.source(cid)
+			if err != nil {
+				return err
+			}
+			_, err = p.Refresh(ctx, src, cid, id)
+			return err
+		},
+		RefreshMany: func(ctx context.Context, cid int64, ids []int64) ([]int64, error) {
+			src, _, err := cs.source(cid)
+			if err != nil {
+				return nil, err
+			}
+			done, _, err := p.RefreshMany(ctx, src, cid, ids)
+			return done, err
+		},
+		OnHandled: func(cid, id int64, waiters int, err error) {
+			outcome := "ok"
+			if err != nil {
+				outcome = "error"
+			}
+			met.refreshes.WithLabelValues(outcome).Inc()
+		},
+	}
+	scope := inbox.Scope{}
+	if cfg.Manual() {
+		scope.Companies = []int64{cfg.FICCompanyID}
+	} else {
+		scope.Serves = func(ctx context.Context, cid int64) bool {
+			if _, _, err := cs.source(cid); err == nil {
+				return true
+			}
+			_, _ = companies(ctx) // a connection added since the last listing
+			if _, _, err := cs.source(cid); err == nil {
+				return true
+			}
+			met.refreshes.WithLabelValues("unknown_company").Inc()
+			return false
+		}
+	}
+	qctx, stopQueue := context.WithCancel(context.WithoutCancel(ctx))
+	queueDone := make(chan struct{})
+	go func() { _ = queue.Run(qctx); close(queueDone) }()
+	inboxCCs, err := inbox.Subscribe(ctx, js, scope, queue, log)
 	if err != nil {
+		stopQueue()
 		return err
 	}
 
@@ -357,7 +385,12 @@ func (m *Main) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
-	settle.Drain(sctx, timerCC, inboxCC)
+	settle.Drain(sctx, append(inboxCCs, timerCC)...)
+	stopQueue() // in-flight documents finish; unfinished notifications are Nak'ed for another replica
+	select {
+	case <-queueDone:
+	case <-sctx.Done():
+	}
 	log.Info("poller stopped")
 	return err
 }

@@ -55,6 +55,16 @@ type Config struct {
 	InstanceID  string        `env:"POLLER_INSTANCE_ID"`
 	OpenOnly    bool          `env:"POLLER_SCAN_OPEN_ONLY"`
 	MaxScans    int           `env:"POLLER_MAX_CONCURRENT_SCANS" envDefault:"32"`
+	// WebhookWorkers: documents announced by webhooks handled at once
+	// (companies served round-robin, at most 4 at once per company).
+	WebhookWorkers int `env:"POLLER_WEBHOOK_WORKERS" envDefault:"8"`
+	// DeleteGuardShare: a scan that would announce more than this share of
+	// a company's documents deleted holds the deletions (see Guard).
+	DeleteGuardShare float64 `env:"POLLER_DELETE_GUARD_SHARE" envDefault:"0.2"`
+	// DeleteGuardScans: complete scans that must agree with the one that
+	// held deletions before they are announced without an operator's
+	// confirmation (0: only `poller deletions confirm` releases them).
+	DeleteGuardScans int `env:"POLLER_DELETE_GUARD_SCANS" envDefault:"1"`
 	Pprof       bool          `env:"POLLER_PPROF"` // /debug/pprof on the HTTP address (profiling; keep it private)
 
 	// DemoClock "send-window" shifts the business clock into the next send

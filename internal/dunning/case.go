@@ -124,6 +124,11 @@ func Apply(c *Case, typ rcv.EventType, inv rcv.Invoice, now time.Time, p *policy
 		// Reopened (a payment reversed): the workflow resumes where it was.
 		next.State, next.ClosedReason = Active, ""
 		return &next, &Transition{From: Closed, To: Active, Reason: "reopened"}
+	case c.State == Closed && c.ClosedReason == ReasonDeleted && typ == rcv.InvoiceCreated:
+		// Restored from FIC's bin: a new occurrence of created. The
+		// workflow resumes where it was.
+		next.State, next.ClosedReason = Active, ""
+		return &next, &Transition{From: Closed, To: Active, Reason: "restored"}
 	}
 	return &next, nil
 }

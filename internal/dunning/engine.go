@@ -97,8 +97,42 @@ func (e *Engine) update(ctx context.Context, cid, id int64, f func(c *Case, exis
 	return nil, fmt.Errorf("dunning: case %d/%d: %w", cid, id, rcv.ErrConflict)
 }
 
-// HandleEvent applies a receivables event to the invoice's case.
+// HandleEvent applies a receivables event to the invoice's case. An event
+// that would close an open case (deleted, paid) is first checked against
+// FIC with one GET: the event stream is trusted for what it adds, not for
+// what it takes away, so a forged or stale event cannot stop a live case.
+// When FIC disagrees, its state is applied instead (as an update).
 func (e *Engine) HandleEvent(ctx context.Context, typ rcv.EventType, inv rcv.Invoice) error {
+	if inv.Kind == rcv.KindInvoice && (typ == rcv.InvoiceDeleted || typ == rcv.InvoicePaid) && e.Fresh != nil {
+		c, rev, err := e.Cases.Get(ctx, inv.CompanyID, inv.ID)
+		if err != nil {
+			return err
+		}
+		if rev > 0 && c.State != Closed {
+			fresh, err := e.Fresh(inv.CompanyID)
+			if err != nil {
+				return err
+			}
+			cur, err := fresh.Invoice(ctx, inv.CompanyID, inv.ID)
+			switch {
+			case errors.Is(err, rcv.ErrNotFound):
+				typ = rcv.InvoiceDeleted // confirmed (a payment event for a deleted invoice closes it as deleted)
+			case err != nil:
+				return fmt.Errorf("dunning: freshness check of %s %d/%d: %w", typ, inv.CompanyID, inv.ID, err)
+			case cur.FullyPaid() || !cur.AmountDue().IsPositive():
+				typ, inv = rcv.InvoicePaid, cur
+			default:
+				e.log().Warn("event contradicted by FIC: the invoice is still open; its current state is applied instead",
+					"event", typ, "company_id", inv.CompanyID, "invoice_id", inv.ID)
+				typ, inv = rcv.InvoiceUpdated, cur
+			}
+		}
+	}
+	return e.handle(ctx, typ, inv)
+}
+
+// handle applies an event already known to be true.
+func (e *Engine) handle(ctx context.Context, typ rcv.EventType, inv rcv.Invoice) error {
 	if inv.Kind == rcv.KindCreditNote {
 		if typ == rcv.CreditNoteCreated {
 			return e.credit(ctx, inv)
@@ -366,7 +400,7 @@ func (e *Engine) run(ctx context.Context, cid, id int64, o runOpts) (int, error)
 		switch {
 		case errors.Is(err, rcv.ErrNotFound):
 			e.log().Info("send aborted: invoice gone", "company_id", cid, "invoice_id", g.c.InvoiceID)
-			if err := e.HandleEvent(ctx, rcv.InvoiceDeleted, g.c.Invoice); err != nil {
+			if err := e.handle(ctx, rcv.InvoiceDeleted, g.c.Invoice); err != nil {
 				return 0, err
 			}
 			continue
@@ -374,7 +408,7 @@ func (e *Engine) run(ctx context.Context, cid, id int64, o runOpts) (int, error)
 			return 0, fmt.Errorf("dunning: freshness check of %d/%d: %w", cid, g.c.InvoiceID, err)
 		case inv.FullyPaid() || !inv.AmountDue().IsPositive():
 			e.log().Info("send aborted: invoice paid", "company_id", cid, "invoice_id", g.c.InvoiceID)
-			if err := e.HandleEvent(ctx, rcv.InvoicePaid, inv); err != nil {
+			if err := e.handle(ctx, rcv.InvoicePaid, inv); err != nil {
 				return 0, err
 			}
 			continue

@@ -32,6 +32,15 @@ type Poller struct {
 	// nothing. (A deletion of an already paid invoice is then seen only via
 	// webhooks.)
 	OpenOnly bool
+	// Holds and DeleteGuard hold a scan's mass deletions for a person
+	// (nil Holds: no guard).
+	Holds       rcv.HoldStore
+	DeleteGuard DeleteGuard
+	// Owners, if set, refuses a document whose id is already known under
+	// another company (FIC's ids are unique across companies).
+	Owners rcv.Owners
+	// OnAlert is told what the sanity checks hold back (metrics, ops).
+	OnAlert func(context.Context, Alert)
 }
 
 func (p *Poller) now() time.Time {
@@ -93,6 +102,11 @@ func (p *Poller) applyOnce(ctx context.Context, cid, id int64, curr *rcv.Invoice
 	}
 	if rev == 0 {
 		prev = rcv.Snapshot{} // none stored
+		if curr != nil {
+			if ok, err := p.owned(ctx, cid, []rcv.Invoice{*curr}); err != nil || !ok[0] {
+				return 0, err
+			}
+		}
 	}
 	recovered, err := p.recover(ctx, cid, id, &prev)
 	if err != nil {
@@ -248,7 +262,8 @@ type ScanResult struct {
 	Events    int
 	Invalid   int // documents that could not be read
 	Missing   int // stored documents absent from the scan
-	Deleted   int // of which confirmed deleted
+	Deleted   int // of which confirmed deleted and announced
+	Held      int // of which confirmed deleted and held by the deletion guard
 	Requests  int // source requests made (pages + confirmations)
 	Complete  bool
 	Duration  time.Duration
@@ -340,6 +355,21 @@ func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, s
 	if err := p.readSnapshots(ctx, cid, invs, stored, func(i int, s rcv.Snapshot, rev uint64) { docs[i].prev, docs[i].rev = s, rev }); err != nil {
 		return 0, err
 	}
+	var fresh []rcv.Invoice // documents never seen under this company
+	var freshIdx []int
+	for i := range docs {
+		if docs[i].rev == 0 {
+			fresh, freshIdx = append(fresh, invs[i]), append(freshIdx, i)
+		}
+	}
+	ok, err := p.owned(ctx, cid, fresh)
+	if err != nil {
+		return 0, err
+	}
+	skip := make([]bool, len(invs))
+	for k, i := range freshIdx {
+		skip[i] = !ok[k]
+	}
 	var recovered []rcv.Change
 	for i := range docs {
 		if d := &docs[i]; len(d.prev.Pending) > 0 {
@@ -358,6 +388,9 @@ func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, s
 		which   []int // writes[k] is the snapshot of invs[which[k]]
 	)
 	for i := range invs {
+		if skip[i] {
+			continue
+		}
 		d := &docs[i]
 		ch, next, write := p.plan(&d.prev, d.rev, &invs[i], now)
 		if !write && !d.recovered { // a recovered snapshot is written again without its pending transitions
@@ -416,6 +449,35 @@ func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, s
 		events += n
 	}
 	return events, nil
+}
+
+// owned checks that documents never seen under company cid are not known
+// under another one (see Owners) and reports, per document, whether it may
+// be applied; a foreign one raises an alert and is skipped.
+func (p *Poller) owned(ctx context.Context, cid int64, invs []rcv.Invoice) ([]bool, error) {
+	ok := make([]bool, len(invs))
+	if p.Owners == nil || len(invs) == 0 {
+		for i := range ok {
+			ok[i] = true
+		}
+		return ok, nil
+	}
+	ids := make([]int64, len(invs))
+	for i := range invs {
+		ids[i] = invs[i].ID
+	}
+	owners, err := p.Owners.Claim(ctx, cid, ids)
+	if err != nil {
+		return nil, fmt.Errorf("poller: owners of company %d's documents: %w", cid, err)
+	}
+	for i, o := range owners {
+		ok[i] = o == cid
+		if !ok[i] {
+			p.alert(ctx, Alert{Kind: "foreign_document", CompanyID: cid, Documents: []int64{ids[i]},
+				Detail: fmt.Sprintf("FIC served document %d under company %d, but it belongs to company %d: refused", ids[i], cid, o)})
+		}
+	}
+	return ok, nil
 }
 
 // readSnapshots reads the stored snapshots of a page's documents with
@@ -487,7 +549,8 @@ func (p *Poller) confirmMissing(ctx context.Context, src rcv.InvoiceSource, cid 
 	}
 	res.Missing = len(missing)
 	if len(missing) == 0 {
-		return nil
+		_, err := p.guardDeletions(ctx, cid, nil, len(stored)) // clears a hold whose documents came back
+		return err
 	}
 	binIDs, err := src.Bin(ctx, cid)
 	res.Requests++
@@ -495,8 +558,8 @@ func (p *Poller) confirmMissing(ctx context.Context, src rcv.InvoiceSource, cid 
 		return fmt.Errorf("poller: confirm deletions of %d: %w", cid, err)
 	}
 	slices.Sort(binIDs)
+	var confirmed []int64
 	for _, id := range missing {
-		var curr *rcv.Invoice
 		if _, inBin := slices.BinarySearch(binIDs, id); !inBin {
 			inv, err := src.Invoice(ctx, cid, id)
 			res.Requests++
@@ -505,18 +568,29 @@ func (p *Poller) confirmMissing(ctx context.Context, src rcv.InvoiceSource, cid 
 			case err != nil:
 				p.log().Warn("cannot confirm a missing document; retrying next scan", "company_id", cid, "document_id", id, "error", err)
 				continue
-			default:
-				curr = &inv // skipped by a page shift: it exists
+			default: // skipped by a page shift: it exists
+				n, err := p.Apply(ctx, cid, id, &inv)
+				if err != nil {
+					return err
+				}
+				res.Events += n
+				continue
 			}
 		}
-		n, err := p.Apply(ctx, cid, id, curr)
+		confirmed = append(confirmed, id)
+	}
+	release, err := p.guardDeletions(ctx, cid, confirmed, len(stored))
+	if err != nil {
+		return fmt.Errorf("poller: deletion guard of %d: %w", cid, err)
+	}
+	res.Held = len(confirmed) - len(release)
+	for _, id := range release {
+		n, err := p.Apply(ctx, cid, id, nil)
 		if err != nil {
 			return err
 		}
 		res.Events += n
-		if curr == nil {
-			res.Deleted++
-		}
+		res.Deleted++
 	}
 	return nil
 }

@@ -117,6 +117,8 @@ func (m *Main) Run(ctx context.Context) error {
 		snaps  *kvstore.Snapshots
 		sched  *timers.Scheduler
 		leases *kvstore.Leases
+		holds  *kvstore.Holds
+		owners *kvstore.Owners
 	)
 	err = natsrv.Retry(ctx, func(ctx context.Context) error {
 		if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas, MaxAge: cfg.EventsMaxAge, Duplicates: cfg.EventsDedup}); err != nil {
@@ -127,6 +129,12 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		if sched, err = timers.New(ctx, js, cfg.Replicas); err != nil {
+			return err
+		}
+		if holds, err = kvstore.NewHolds(ctx, js, bc); err != nil {
+			return err
+		}
+		if owners, err = kvstore.NewOwners(ctx, js, bc); err != nil {
 			return err
 		}
 		if err := inbox.Ensure(ctx, js, cfg.Replicas); err != nil {
@@ -236,6 +244,14 @@ func (m *Main) Run(ctx context.Context) error {
 		Now:       m.now,
 		Log:       log,
 		OpenOnly:  cfg.OpenOnly,
+		Holds:     holds, Owners: owners,
+		DeleteGuard: poller.DeleteGuard{Share: cfg.DeleteGuardShare, Scans: cfg.DeleteGuardScans},
+		OnAlert: func(_ context.Context, a poller.Alert) {
+			met.alerts.WithLabelValues(a.Kind).Inc()
+			if a.Kind == "deletions_held" {
+				met.held.WithLabelValues(strconv.FormatInt(a.CompanyID, 10)).Set(float64(len(a.Documents)))
+			}
+		},
 	}
 	runner = &poller.Runner{
 		Poller: p, Leases: leases, LeaseTTL: cfg.LeaseTTL, Log: log, Companies: companies, MaxConcurrentScans: cfg.MaxScans,
@@ -254,6 +270,9 @@ func (m *Main) Run(ctx context.Context) error {
 			met.scanDuration.WithLabelValues(outcome).Observe(res.Duration.Seconds())
 			met.scanDocs.WithLabelValues("seen").Add(float64(res.Documents))
 			met.scanDocs.WithLabelValues("deleted").Add(float64(res.Deleted))
+			if err == nil && res.Complete {
+				met.held.WithLabelValues(strconv.FormatInt(res.CompanyID, 10)).Set(float64(res.Held))
+			}
 		},
 	}
 

@@ -27,6 +27,7 @@ func Command(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory of the embedded NATS server (INCASSO_DATA_DIR)")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "json or text (LOG_FORMAT)")
 	conn := fs.String("connection", "", "connect: name to store the connection under (default: the first company id)")
+	company := fs.Int64("company", 0, "deletions confirm: the company whose held deletions to confirm")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,6 +35,15 @@ func Command(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 	switch cmd {
 	case "rotate-key":
 		return rotateKey(ctx, cfg, environ, stdout)
+	case "deletions":
+		action := ""
+		if fs.NArg() > 0 {
+			action = fs.Arg(0)
+			if err := fs.Parse(fs.Args()[1:]); err != nil {
+				return err
+			}
+		}
+		return deletions(ctx, cfg, action, *company, stdout)
 	case "healthcheck":
 		return healthcheck("http://" + cfg.HTTPAddr + "/readyz")
 	case "run":
@@ -48,7 +58,7 @@ func Command(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		}
 		return connect(ctx, cfg, *conn, log, stdout, nil)
 	default:
-		return fmt.Errorf("unknown command %q (want run, connect, rotate-key or healthcheck)", cmd)
+		return fmt.Errorf("unknown command %q (want run, connect, rotate-key, deletions or healthcheck)", cmd)
 	}
 }
 

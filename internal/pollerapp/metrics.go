@@ -21,6 +21,8 @@ type metrics struct {
 	owned        prometheus.GaugeFunc
 	timersFired  prometheus.Counter
 	refreshes    *prometheus.CounterVec
+	alerts       *prometheus.CounterVec
+	held         *prometheus.GaugeVec
 }
 
 func newMetrics(owned func() float64) *metrics {
@@ -35,7 +37,9 @@ func newMetrics(owned func() float64) *metrics {
 	m.owned = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "incasso_companies_owned", Help: "Companies this replica holds a lease on."}, owned)
 	m.timersFired = prometheus.NewCounter(prometheus.CounterOpts{Name: "incasso_timers_fired_total", Help: "Durable timers fired (no FIC request)."})
 	m.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "incasso_webhook_fetches_total", Help: "Documents fetched because of webhooks, by outcome."}, []string{"outcome"})
-	m.reg.MustRegister(m.ficRequests, m.quota, m.events, m.scanDuration, m.scanDocs, m.webhooks, m.webhookLag, m.owned, m.timersFired, m.refreshes,
+	m.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "incasso_poller_alerts_total", Help: "Sanity checks that held something back for a person (deletions_held, foreign_document)."}, []string{"kind"})
+	m.held = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "incasso_poller_deletions_held", Help: "Deletions held by the guard, by company, awaiting confirmation."}, []string{"company_id"})
+	m.reg.MustRegister(m.ficRequests, m.quota, m.events, m.scanDuration, m.scanDocs, m.webhooks, m.webhookLag, m.owned, m.timersFired, m.refreshes, m.alerts, m.held,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -106,3 +106,38 @@ type Timer struct {
 	CompanyID, ID int64
 	At            time.Time
 }
+
+// DeletionHold is what a company's reconciliation scans would have
+// announced deleted and the deletion guard held back instead: more than
+// the configured share of the company's documents vanishing at once looks
+// like a lost scope or a FIC bug (a 200 with an empty list), not like a
+// person deleting invoices.
+type DeletionHold struct {
+	IDs       []int64   `json:"ids"`    // held documents, sorted
+	Stored    int       `json:"stored"` // documents the company had when they were held
+	HeldAt    time.Time `json:"held_at"`
+	Agreeing  int       `json:"agreeing"`            // complete scans that confirmed them since
+	Confirmed bool      `json:"confirmed,omitempty"` // released by an operator
+}
+
+// HoldStore keeps held deletions per company. Revisions make writes
+// compare-and-set (ErrConflict). Implementations are safe for concurrent use.
+type HoldStore interface {
+	// Get returns the company's hold and its revision (0: none).
+	Get(ctx context.Context, companyID int64) (DeletionHold, uint64, error)
+	// Put stores h if the revision is still rev (0: must not exist).
+	Put(ctx context.Context, companyID int64, h DeletionHold, rev uint64) (uint64, error)
+	// Delete removes the hold if its revision is still rev.
+	Delete(ctx context.Context, companyID int64, rev uint64) error
+	// List returns every company's hold.
+	List(ctx context.Context) (map[int64]DeletionHold, error)
+}
+
+// Owners records which company each document id belongs to (FIC's ids are
+// unique across companies), so that a document served under another
+// company is refused instead of adopted. Safe for concurrent use.
+type Owners interface {
+	// Claim records companyID as the owner of every id not claimed yet and
+	// returns each id's owner, in order.
+	Claim(ctx context.Context, companyID int64, ids []int64) ([]int64, error)
+}

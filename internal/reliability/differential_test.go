@@ -328,7 +328,10 @@ func (w *workload) op(id int64) bool {
 	}
 	type choice func() bool
 	var choices []choice
-	post := func(path string, body any) bool { _, code := w.sim.call("POST", fmt.Sprintf("/documents/%d%s", id, path), body); return code == 200 }
+	post := func(path string, body any) bool {
+		_, code := w.sim.call("POST", fmt.Sprintf("/documents/%d%s", id, path), body)
+		return code == 200
+	}
 	if len(open) > 0 {
 		choices = append(choices, func() bool { return post("/pay", map[string]any{"installment": open[0]}) })
 		if d.Type == "invoice" {

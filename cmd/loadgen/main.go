@@ -63,6 +63,7 @@ func run() error {
 		companies = flag.Int("companies", 20, "companies")
 		invoices  = flag.Int("invoices", 1000, "invoices per company")
 		changes   = flag.Int("changes", 200, "changes to apply after the initial sync")
+		burst     = flag.Int("burst", 0, "after the workload, pay this many invoices of one company at once (a burst of webhooks) and report its requests and detection")
 		rate      = flag.Float64("rate", 20, "changes per second")
 		webhooks  = flag.Bool("webhooks", true, "subscribe the poller to ficsim's webhooks")
 		bin       = flag.String("poller", "", "poller binary (default: go build ./cmd/poller)")
@@ -375,6 +376,62 @@ func run() error {
 		reqs, float64(reqs)/float64(max(1, detected)), float64(reqs)/float64(*companies)/hours)
 	fmt.Printf("detection latency: p50 %v, p99 %v, max %v\n", pct(0.5), pct(0.99), pct(1))
 	fmt.Printf("poller: peak RSS %.1f MB, CPU %.2fs during the workload\n", float64(peakRSS)/1e6, (cpu(pid) - cpu0).Seconds())
+	if *burst > 0 {
+		cid := ids[0]
+		open, _, _ := sim.InvoiceIDs(cid)
+		n := min(*burst, len(open))
+		sim.ResetStats()
+		sn.mu.Lock()
+		sn.want, sn.got = map[string]time.Time{}, map[string]time.Duration{}
+		sn.mu.Unlock()
+		bstart := time.Now()
+		for _, id := range open[:n] {
+			now := time.Now()
+			m, err := sim.Pay(cid, id, ficsim.PaymentSpec{})
+			if err != nil {
+				continue
+			}
+			typ := "invoice.partially_paid"
+			if allPaid(m) {
+				typ = "invoice.paid"
+			}
+			sn.mu.Lock()
+			sn.want[key(cid, id, typ)] = now
+			sn.mu.Unlock()
+		}
+		deadline := time.Now().Add(120 * time.Second)
+		for time.Now().Before(deadline) {
+			sn.mu.Lock()
+			done := len(sn.got) >= len(sn.want)
+			sn.mu.Unlock()
+			if done {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		breqs := 0
+		for _, m := range sim.Stats() {
+			for _, k := range m {
+				breqs += k
+			}
+		}
+		sn.mu.Lock()
+		var bl []time.Duration
+		for _, d := range sn.got {
+			bl = append(bl, d)
+		}
+		bdet := len(sn.got)
+		sn.mu.Unlock()
+		slices.Sort(bl)
+		bp := func(p float64) time.Duration {
+			if len(bl) == 0 {
+				return 0
+			}
+			return bl[min(len(bl)-1, int(p*float64(len(bl))))]
+		}
+		fmt.Printf("\nburst: %d invoices of company %d paid at once, %d detected in %v; FIC requests %d (%.3f per change); detection p50 %v, p99 %v\n",
+			n, cid, bdet, time.Since(bstart).Round(time.Millisecond), breqs, float64(breqs)/float64(max(1, bdet)), bp(0.5), bp(0.99))
+	}
 	if *withDun {
 		// Dunning starts on the full backlog of events (every open invoice
 		// opens a case; cases whose stage is due send at once).

@@ -47,7 +47,7 @@ const subjectPrefix = "incasso.webhooks."
 
 // legacyStream is the work-queue stream of earlier versions (one consumer
 // shared by every poller, which dropped the notifications of companies it
-// did not serve). Ensure moves what it still holds and deletes it.
+// did not serve). Migrate moves what it still holds and deletes it.
 const (
 	legacyStream  = "INCASSO_INBOX"
 	legacyPrefix  = "incasso.inbox."
@@ -69,8 +69,8 @@ type Notification struct {
 	ReceivedAt time.Time `json:"received_at"`
 }
 
-// Ensure creates or updates the inbox stream, and moves the notifications
-// of an earlier version's stream into it.
+// Ensure creates or updates the inbox stream. After Subscribe, call
+// Migrate to move what an earlier version's stream holds.
 func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: StreamName, Description: "FIC webhook notifications awaiting a fetch, by company",
@@ -80,14 +80,14 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	if err != nil {
 		return fmt.Errorf("inbox: ensure stream: %w", err)
 	}
-	return migrate(ctx, js)
+	return nil
 }
 
-// migrate re-publishes what the legacy stream holds (same message ids, so
+// Migrate re-publishes what the legacy stream holds (same message ids, so
 // two pollers migrating at once store each notification once) and deletes
 // it. Consumers must exist first, or interest retention drops the copies:
-// callers run Subscribe before they stop an old version's pollers.
-func migrate(ctx context.Context, js jetstream.JetStream) error {
+// callers run it after Subscribe.
+func Migrate(ctx context.Context, js jetstream.JetStream) error {
 	st, err := js.Stream(ctx, legacyStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil

@@ -387,6 +387,9 @@ func (m *Main) Run(ctx context.Context) error {
 		stopQueue()
 		return err
 	}
+	if err := inbox.Migrate(ctx, js); err != nil {
+		log.Error("webhook notifications of an earlier version not moved (the next scans reconcile their documents)", "error", err)
+	}
 
 	if sink != "" {
 		go m.subscribe(ctx, companies, cs, sink)

@@ -237,14 +237,14 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	p := &poller.Poller{
-		Snapshots: snaps,
-		Publisher: &events.Publisher{JS: js, OnPublished: met.observeEvent},
-		Timers:    sched,
-		Rules:     poller.Rules{DueSoonDays: dueSoon(cfg.DueSoonDays)},
-		Now:       m.now,
-		Log:       log,
-		OpenOnly:  cfg.OpenOnly,
-		Holds:     holds, Owners: owners,
+		Snapshots:   snaps,
+		Publisher:   &events.Publisher{JS: js, OnPublished: met.observeEvent},
+		Timers:      sched,
+		Rules:       poller.Rules{DueSoonDays: dueSoon(cfg.DueSoonDays)},
+		Now:         m.now,
+		Log:         log,
+		OpenOnly:    cfg.OpenOnly,
+		Holds:       holds,
 		DeleteGuard: poller.DeleteGuard{Share: cfg.DeleteGuardShare, Scans: cfg.DeleteGuardScans},
 		OnAlert: func(_ context.Context, a poller.Alert) {
 			met.alerts.WithLabelValues(a.Kind).Inc()
@@ -252,6 +252,9 @@ func (m *Main) Run(ctx context.Context) error {
 				met.held.WithLabelValues(strconv.FormatInt(a.CompanyID, 10)).Set(float64(len(a.Documents)))
 			}
 		},
+	}
+	if cfg.OwnerCheck {
+		p.Owners = owners
 	}
 	runner = &poller.Runner{
 		Poller: p, Leases: leases, LeaseTTL: cfg.LeaseTTL, Log: log, Companies: companies, MaxConcurrentScans: cfg.MaxScans,

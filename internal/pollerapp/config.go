@@ -64,8 +64,11 @@ type Config struct {
 	// DeleteGuardScans: complete scans that must agree with the one that
 	// held deletions before they are announced without an operator's
 	// confirmation (0: only `poller deletions confirm` releases them).
-	DeleteGuardScans int  `env:"POLLER_DELETE_GUARD_SCANS" envDefault:"1"`
-	Pprof            bool `env:"POLLER_PPROF"` // /debug/pprof on the HTTP address (profiling; keep it private)
+	DeleteGuardScans int `env:"POLLER_DELETE_GUARD_SCANS" envDefault:"1"`
+	// OwnerCheck refuses a document whose id is known under another
+	// company (one KV write per new document).
+	OwnerCheck bool `env:"POLLER_OWNER_CHECK" envDefault:"true"`
+	Pprof      bool `env:"POLLER_PPROF"` // /debug/pprof on the HTTP address (profiling; keep it private)
 
 	// DemoClock "send-window" shifts the business clock into the next send
 	// window when started outside it (demos and smoke tests only).

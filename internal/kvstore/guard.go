@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -160,3 +161,53 @@ func (o *Owners) Claim(ctx context.Context, cid int64, ids []int64) ([]int64, er
 	}
 	return owners, nil
 }
+
+// BatchesBucket marks the batches of pending transitions that are
+// published (see receivables.Snapshot.Batch).
+const BatchesBucket = "incasso_published_batches"
+
+// batchRetention is how long a mark is kept: far longer than any look at
+// a document takes to come (scans run at least every POLLER_MAX_INTERVAL,
+// 24 h by default), so that a pending transition whose mark expired can
+// only be one that was published.
+const batchRetention = 30 * 24 * time.Hour
+
+// Batches implements receivables.Batches.
+type Batches struct{ KV jetstream.KeyValue }
+
+var _ rcv.Batches = (*Batches)(nil)
+
+// NewBatches creates (or opens) the bucket.
+func NewBatches(ctx context.Context, js jetstream.JetStream, c BucketConfig) (*Batches, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BatchesBucket, Description: "batches of transitions known to be published",
+		History: 1, TTL: batchRetention, Storage: jetstream.FileStorage, Replicas: max(1, c.Replicas),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: bucket %s: %w", BatchesBucket, err)
+	}
+	return &Batches{KV: kv}, nil
+}
+
+// MarkPublished implements receivables.Batches.
+func (b *Batches) MarkPublished(ctx context.Context, batch string) error {
+	if _, err := b.KV.Put(ctx, batch, []byte{'1'}); err != nil {
+		return fmt.Errorf("kvstore: mark batch %s published: %w", batch, err)
+	}
+	return nil
+}
+
+// Published implements receivables.Batches.
+func (b *Batches) Published(ctx context.Context, batch string) (bool, error) {
+	_, err := b.KV.Get(ctx, batch)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("kvstore: batch %s: %w", batch, err)
+	}
+	return true, nil
+}
+
+// Retention implements receivables.Batches.
+func (b *Batches) Retention() time.Duration { return batchRetention }

@@ -417,3 +417,46 @@ func TestRefreshManyListsPagesWhenCheaper(t *testing.T) {
 	}
 	t.Logf("1,000 changed of %d invoices: %d requests", len(open), total)
 }
+
+// deadBatches dies before marking a page published.
+type deadBatches struct{ rcv.Batches }
+
+func (deadBatches) MarkPublished(context.Context, string) error { return errDied }
+
+// A scan that dies after publishing a page and before confirming it (the
+// batch mark and the per-document clears both fail), followed by changes:
+// the next look re-publishes the page's transitions with their ids
+// (dropped as duplicates) and the new ones follow, once each.
+func TestScanDeathBeforeBatchMarkLosesNothing(t *testing.T) {
+	h := newHarness(t, ficsim.Config{Invoices: 30})
+	real := h.p.Batches
+	fs := &flakyStore{SnapshotStore: h.snaps}
+	h.p.Snapshots, h.p.Batches = fs, deadBatches{real}
+	fs.fail.Store(true)
+	h.scan()
+	open, _, _ := h.sim.InvoiceIDs(h.cid)
+	id := open[0]
+	payInFull(t, h.sim, h.cid, id)
+	fs.fail.Store(false)
+	h.p.Batches = real
+	h.scan()
+	got := h.events(id)
+	if n := len(got); n < 2 || got[n-1].typ != "invoice.paid" || got[0].typ != "invoice.created" {
+		t.Fatalf("stream has %s", typesOf(got))
+	}
+	docs, _ := h.sim.Documents(h.cid)
+	created := 0
+	for _, e := range h.events(0) {
+		if strings.HasSuffix(e.typ, ".created") {
+			created++
+		}
+	}
+	if created != len(docs) {
+		t.Fatalf("%d created events for %d documents", created, len(docs))
+	}
+	// A rescan with every page confirmed writes nothing and publishes nothing.
+	before, rev := len(h.events(0)), h.snapsRevision()
+	if res := h.scan(); res.Events != 0 || len(h.events(0)) != before || h.snapsRevision() != rev {
+		t.Fatalf("rescan: %d events, snapshots rev %d -> %d", res.Events, rev, h.snapsRevision())
+	}
+}

@@ -2,12 +2,15 @@ package poller
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	rcv "github.com/incasso-io/incasso/internal/receivables"
@@ -41,6 +44,52 @@ type Poller struct {
 	Owners rcv.Owners
 	// OnAlert is told what the sanity checks hold back (metrics, ops).
 	OnAlert func(context.Context, Alert)
+	// Batches, if set, lets a page confirm its published transitions with
+	// one record instead of a second snapshot write per document.
+	Batches rcv.Batches
+
+	published sync.Map // batch ids known published (bounded: reset past publishedCap)
+	nPub      atomic.Int64
+}
+
+const publishedCap = 100000
+
+// settled reports whether the pending transitions of s are known to be
+// published: their batch is marked (or its mark has expired, which only a
+// published batch can outlive: an unpublished one is re-published by the
+// first look, long before).
+func (p *Poller) settled(ctx context.Context, s *rcv.Snapshot) (bool, error) {
+	if s.Batch == "" || p.Batches == nil {
+		return false, nil
+	}
+	if _, ok := p.published.Load(s.Batch); ok {
+		return true, nil
+	}
+	ok, err := p.Batches.Published(ctx, s.Batch)
+	if err != nil {
+		return false, err
+	}
+	if !ok && !s.DecidedAt.IsZero() && p.now().Sub(s.DecidedAt) > p.Batches.Retention()-24*time.Hour {
+		ok = true
+	}
+	if ok {
+		p.remember(s.Batch)
+	}
+	return ok, nil
+}
+
+func (p *Poller) remember(batch string) {
+	if p.nPub.Add(1) > publishedCap {
+		p.published.Clear()
+		p.nPub.Store(0)
+	}
+	p.published.Store(batch, struct{}{})
+}
+
+func newBatchID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func (p *Poller) now() time.Time {
@@ -123,7 +172,7 @@ func (p *Poller) applyOnce(ctx context.Context, cid, id int64, curr *rcv.Invoice
 		return 0, p.save(ctx, cid, id, next, rev)
 	}
 	intent := next
-	intent.Pending = rcv.PendingOf(changes)
+	intent.Pending, intent.DecidedAt = rcv.PendingOf(changes), p.now()
 	irev, err := p.Snapshots.Put(ctx, cid, id, intent, rev)
 	if err != nil {
 		return 0, err
@@ -149,18 +198,24 @@ func (p *Poller) recover(ctx context.Context, cid, id int64, prev *rcv.Snapshot)
 	if len(prev.Pending) == 0 {
 		return false, nil
 	}
+	if ok, err := p.settled(ctx, prev); err != nil {
+		return false, err
+	} else if ok {
+		prev.Pending, prev.Batch = nil, "" // published with their page
+		return false, nil
+	}
 	if err := p.Publisher.Publish(ctx, prev.PendingChanges()); err != nil {
 		return false, fmt.Errorf("poller: re-publish pending transitions of %d/%d: %w", cid, id, err)
 	}
 	p.log().Info("pending transitions re-published", "company_id", cid, "document_id", id, "count", len(prev.Pending))
-	prev.Pending = nil
+	prev.Pending, prev.Batch = nil, ""
 	return true, nil
 }
 
 // save writes a snapshot without pending transitions: a tombstone for a
 // deleted document, else a put.
 func (p *Poller) save(ctx context.Context, cid, id int64, next rcv.Snapshot, rev uint64) error {
-	next.Pending = nil
+	next.Pending, next.Batch, next.DecidedAt = nil, "", time.Time{}
 	if next.Deleted {
 		return p.Snapshots.Delete(ctx, cid, id, next, rev)
 	}
@@ -372,15 +427,28 @@ func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, s
 	}
 	var recovered []rcv.Change
 	for i := range docs {
-		if d := &docs[i]; len(d.prev.Pending) > 0 {
-			recovered = append(recovered, d.prev.PendingChanges()...)
-			d.prev.Pending, d.recovered = nil, true
+		d := &docs[i]
+		if len(d.prev.Pending) == 0 {
+			continue
 		}
+		ok, err := p.settled(ctx, &d.prev)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			recovered = append(recovered, d.prev.PendingChanges()...)
+			d.recovered = true
+		}
+		d.prev.Pending, d.prev.Batch = nil, ""
 	}
 	if err := p.Publisher.Publish(ctx, recovered); err != nil {
 		return 0, fmt.Errorf("poller: re-publish pending transitions of company %d: %w", cid, err)
 	}
 	now := p.now()
+	batch := ""
+	if p.Batches != nil {
+		batch = newBatchID()
+	}
 	var (
 		changes []rcv.Change
 		timers  []rcv.Timer
@@ -400,7 +468,9 @@ func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, s
 		if at, moved := timerMove(&d.prev, &next); p.Timers != nil && moved {
 			timers = append(timers, rcv.Timer{CompanyID: cid, ID: invs[i].ID, At: at})
 		}
-		next.Pending = rcv.PendingOf(ch)
+		if next.Pending = rcv.PendingOf(ch); len(ch) > 0 {
+			next.Batch, next.DecidedAt = batch, now
+		}
 		writes = append(writes, rcv.SnapshotWrite{CompanyID: cid, ID: invs[i].ID, Snapshot: next, Rev: d.rev})
 		which = append(which, i)
 	}
@@ -434,6 +504,16 @@ func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, s
 		return 0, fmt.Errorf("poller: publish page of company %d: %w", cid, err)
 	}
 	events := len(changes)
+	if batch != "" && len(clears) > 0 {
+		// One record confirms the page's transitions; the snapshots keep
+		// them as pending, known published through their batch.
+		if err := p.Batches.MarkPublished(ctx, batch); err == nil {
+			p.remember(batch)
+			clears = nil
+		} else {
+			p.log().Warn("marking a page's transitions published failed; clearing them document by document", "company_id", cid, "error", err)
+		}
+	}
 	_, errs = p.Snapshots.PutAll(ctx, clears)
 	for k, err := range errs {
 		if err != nil && !errors.Is(err, rcv.ErrConflict) {

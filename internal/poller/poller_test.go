@@ -96,7 +96,11 @@ func newHarnessTB(t testing.TB, tt *testing.T, cfg ficsim.Config) *harness {
 	}
 	sched.Clock = clk.Now
 	h := &harness{t: tt, sim: sim, cid: sim.CompanyIDs()[0], src: &fic.Source{Client: client}, js: js, stream: st, snaps: snaps, sched: sched, clock: clk, schema: eventstest.Schema(t, "invoice-event.v1.json")}
-	h.p = &poller.Poller{Snapshots: snaps, Publisher: &events.Publisher{JS: js}, Timers: sched, Now: clk.Now}
+	batches, err := kvstore.NewBatches(ctx, js, kvstore.BucketConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.p = &poller.Poller{Snapshots: snaps, Publisher: &events.Publisher{JS: js}, Timers: sched, Now: clk.Now, Batches: batches}
 	return h
 }
 

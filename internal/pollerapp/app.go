@@ -114,11 +114,12 @@ func (m *Main) Run(ctx context.Context) error {
 	js := nc.JS
 	bc := kvstore.BucketConfig{Replicas: cfg.Replicas}
 	var (
-		snaps  *kvstore.Snapshots
-		sched  *timers.Scheduler
-		leases *kvstore.Leases
-		holds  *kvstore.Holds
-		owners *kvstore.Owners
+		snaps   *kvstore.Snapshots
+		sched   *timers.Scheduler
+		leases  *kvstore.Leases
+		holds   *kvstore.Holds
+		owners  *kvstore.Owners
+		batches *kvstore.Batches
 	)
 	err = natsrv.Retry(ctx, func(ctx context.Context) error {
 		if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas, MaxAge: cfg.EventsMaxAge, Duplicates: cfg.EventsDedup}); err != nil {
@@ -135,6 +136,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		if owners, err = kvstore.NewOwners(ctx, js, bc); err != nil {
+			return err
+		}
+		if batches, err = kvstore.NewBatches(ctx, js, bc); err != nil {
 			return err
 		}
 		if err := inbox.Ensure(ctx, js, cfg.Replicas); err != nil {
@@ -245,6 +249,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Log:         log,
 		OpenOnly:    cfg.OpenOnly,
 		Holds:       holds,
+		Batches:     batches,
 		DeleteGuard: poller.DeleteGuard{Share: cfg.DeleteGuardShare, Scans: cfg.DeleteGuardScans},
 		OnAlert: func(_ context.Context, a poller.Alert) {
 			met.alerts.WithLabelValues(a.Kind).Inc()

@@ -68,9 +68,18 @@ type Snapshot struct {
 	// Pending are transitions decided on this state that are not known to
 	// be published yet (the write-ahead part of the commit protocol: the
 	// snapshot is saved with them, then they are published, then the
-	// snapshot is saved without them). Whoever reads a snapshot with
-	// Pending publishes them again, with the same ids, before anything else.
+	// snapshot is saved without them, or their Batch is marked published).
+	// Whoever reads a snapshot with Pending whose Batch is not known to be
+	// published publishes them again, with the same ids, before anything
+	// else.
 	Pending []Pending `json:"pending,omitempty"`
+	// Batch names the page of a scan whose transitions were saved together
+	// (see Batches): once it is marked published, the Pending of every
+	// snapshot of the page are known to be published without a second
+	// write per document.
+	Batch string `json:"batch,omitempty"`
+	// DecidedAt is when Pending were saved.
+	DecidedAt time.Time `json:"decided_at,omitzero"`
 }
 
 // Pending is a Change without its document: the document of every pending

@@ -141,3 +141,17 @@ type Owners interface {
 	// returns each id's owner, in order.
 	Claim(ctx context.Context, companyID int64, ids []int64) ([]int64, error)
 }
+
+// Batches records which batches of pending transitions are published (see
+// Snapshot.Batch): one record per page of a scan instead of one more
+// snapshot write per document. Records expire after a retention the
+// implementation states. Safe for concurrent use.
+type Batches interface {
+	// MarkPublished records that every transition saved under batch is
+	// published.
+	MarkPublished(ctx context.Context, batch string) error
+	// Published reports whether batch was marked published.
+	Published(ctx context.Context, batch string) (bool, error)
+	// Retention is how long a mark is kept.
+	Retention() time.Duration
+}

@@ -50,6 +50,15 @@ type Queue struct {
 	// BatchAt is the number of pending documents of a company from which
 	// they are handed to RefreshMany as one batch (default 20).
 	BatchAt int
+	// BurstAt and Linger coalesce a burst that arrives as many small
+	// notifications (a bank import marking 1,000 invoices paid): when a
+	// company's notifications name BurstAt documents or more within a
+	// second (default 20), its documents wait Linger (default 1 s) so that
+	// they are handled as one batch — a few page requests instead of a GET
+	// each, which would spend FIC's hourly quota (1,000 requests) in one
+	// go. Other companies are not affected. Negative Linger: off.
+	BurstAt int
+	Linger  time.Duration
 	// MaxAttempts bounds the tries of one document (default 12, backoff
 	// 1 s doubling to 5 min); then it is given up with an error log and its
 	// notifications are acknowledged: the next reconciliation scan is the
@@ -86,6 +95,10 @@ type company struct {
 	inflight int
 	batching bool
 	paused   time.Time
+	// burst detection (see Queue.BurstAt)
+	winStart  time.Time
+	winCount  int
+	lingering time.Time // documents wait until then
 }
 
 type docState struct {
@@ -155,6 +168,19 @@ func (q *Queue) Add(m Msg, cid int64, ids []int64) {
 	if len(c.order) == 0 && c.inflight == 0 {
 		q.ring = append(q.ring, cid)
 	}
+	if now := time.Now(); q.RefreshMany != nil && q.Linger >= 0 {
+		if now.Sub(c.winStart) > time.Second {
+			c.winStart, c.winCount = now, 0
+		}
+		c.winCount += len(ids)
+		if c.winCount >= def(q.BurstAt, 20) && !c.lingering.After(now) {
+			linger := q.Linger
+			if linger == 0 {
+				linger = time.Second
+			}
+			c.lingering = now.Add(linger)
+		}
+	}
 	for _, id := range ids {
 		d := c.docs[id]
 		if d == nil {
@@ -204,6 +230,10 @@ func (q *Queue) take(now time.Time) (job, time.Time) {
 			continue
 		}
 		if c.inflight >= q.perCompany() {
+			continue
+		}
+		if c.lingering.After(now) {
+			later(c.lingering) // a burst: let it gather into one batch
 			continue
 		}
 		var ready []int64

@@ -199,3 +199,42 @@ func TestQueueRetriesPausesAndHandsBackOnStop(t *testing.T) {
 		t.Error("a notification added after stop was not handed back")
 	}
 }
+
+// A burst of small notifications (1,000 of one document each, over half a
+// second) is gathered into batches instead of 1,000 single fetches.
+func TestQueueGathersABurstIntoBatches(t *testing.T) {
+	var singles, batches, batched atomic.Int32
+	q := &Queue{Workers: 4, Linger: 300 * time.Millisecond,
+		Refresh: func(ctx context.Context, cid, id int64) error {
+			singles.Add(1)
+			time.Sleep(time.Millisecond)
+			return nil
+		},
+		RefreshMany: func(ctx context.Context, cid int64, ids []int64) ([]int64, error) {
+			batches.Add(1)
+			batched.Add(int32(len(ids)))
+			time.Sleep(20 * time.Millisecond)
+			return ids, nil
+		}}
+	run(t, q)
+	msgs := make([]*fakeMsg, 1000)
+	for i := range msgs {
+		msgs[i] = &fakeMsg{}
+		q.Add(msgs[i], 5, []int64{int64(i + 1)})
+		if i%100 == 99 {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitUntil(t, "every notification acknowledged", 20*time.Second, func() bool {
+		for _, m := range msgs {
+			if m.acks.Load() != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if singles.Load() > 40 || batched.Load() < 960 {
+		t.Fatalf("%d single fetches, %d batches of %d documents", singles.Load(), batches.Load(), batched.Load())
+	}
+	t.Logf("%d single fetches, %d batches (%d documents)", singles.Load(), batches.Load(), batched.Load())
+}

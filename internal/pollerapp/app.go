@@ -346,7 +346,11 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		return 0, false
 	}
-	queue := &inbox.Queue{Log: log, RetryAfter: retryAfter, Workers: cfg.WebhookWorkers,
+	linger := cfg.WebhookLinger
+	if linger == 0 {
+		linger = -1 // off
+	}
+	queue := &inbox.Queue{Log: log, RetryAfter: retryAfter, Workers: cfg.WebhookWorkers, Linger: linger,
 		Refresh: func(ctx context.Context, cid, id int64) error {
 			src, _, err := cs.source(cid)
 			if err != nil {

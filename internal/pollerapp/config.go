@@ -58,6 +58,10 @@ type Config struct {
 	// WebhookWorkers: documents announced by webhooks handled at once
 	// (companies served round-robin, at most 4 at once per company).
 	WebhookWorkers int `env:"POLLER_WEBHOOK_WORKERS" envDefault:"8"`
+	// WebhookLinger: how long a company's documents wait when its
+	// webhooks arrive as a burst (20+ documents a second), to be handled
+	// as one batch of page requests instead of a GET each (0s: off).
+	WebhookLinger time.Duration `env:"POLLER_WEBHOOK_BURST_LINGER" envDefault:"1s"`
 	// DeleteGuardShare: a scan that would announce more than this share of
 	// a company's documents deleted holds the deletions (see Guard).
 	DeleteGuardShare float64 `env:"POLLER_DELETE_GUARD_SHARE" envDefault:"0.2"`

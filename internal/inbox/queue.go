@@ -74,13 +74,12 @@ type Queue struct {
 	// notifications were waiting for it.
 	OnHandled func(cid, id int64, waiters int, err error)
 
-	mu      sync.Mutex
-	comps   map[int64]*company
-	ring    []int64 // companies with pending documents, in service order
-	held    map[*held]struct{}
-	wake    chan struct{}
-	closed  bool
-	running sync.WaitGroup
+	mu     sync.Mutex
+	comps  map[int64]*company
+	ring   []int64 // companies with pending documents, in service order
+	held   map[*held]struct{}
+	wake   chan struct{}
+	closed bool
 }
 
 type held struct {

@@ -481,9 +481,8 @@ func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, s
 	}
 	revs, errs := p.Snapshots.PutAll(ctx, writes)
 	var (
-		retry   []int
-		clears  []rcv.SnapshotWrite
-		publish []int // documents whose intent is saved, in page order
+		retry  []int
+		clears []rcv.SnapshotWrite
 	)
 	for k, err := range errs {
 		i := which[k]
@@ -492,7 +491,6 @@ func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, s
 			if len(docs[i].changes) > 0 {
 				changes = append(changes, docs[i].changes...)
 				clears = append(clears, rcv.SnapshotWrite{CompanyID: cid, ID: invs[i].ID, Snapshot: docs[i].next, Rev: revs[k]})
-				publish = append(publish, i)
 			}
 		case errors.Is(err, rcv.ErrConflict):
 			retry = append(retry, i)

@@ -43,6 +43,10 @@ type OpenConfig struct {
 	Name         string // client connection name
 }
 
+// PubAckTimeout bounds how long an async publish waits for its
+// acknowledgement.
+const PubAckTimeout = 30 * time.Second
+
 // Open connects to NATS_URL, or starts the embedded server and connects to
 // it. Reconnects forever: a NATS outage pauses work, it does not stop it.
 func Open(c OpenConfig) (*Conn, error) {
@@ -91,7 +95,10 @@ func Open(c OpenConfig) (*Conn, error) {
 		return nil, fmt.Errorf("natsrv: connect %s: %w", out.URL, err)
 	}
 	out.NC = nc
-	js, err := jetstream.New(nc)
+	// An acknowledgement lost to a partition or a reconnect would leave an
+	// async publish waiting forever (and a scan stuck with it): it fails
+	// after PubAckTimeout instead, and the caller retries.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(PubAckTimeout))
 	if err != nil {
 		out.Close()
 		return nil, err

@@ -2,7 +2,6 @@ package dunningapp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +23,7 @@ import (
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/interest"
 	"github.com/incasso-io/incasso/internal/kvstore"
+	"github.com/incasso-io/incasso/internal/lifecycle"
 	"github.com/incasso-io/incasso/internal/natsrv"
 	"github.com/incasso-io/incasso/internal/notify"
 	"github.com/incasso-io/incasso/internal/policy"
@@ -158,6 +158,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.PlatformURL != "" {
 		senders[policy.Webhook] = &notify.Webhook{Platforms: map[string]notify.Platform{pols.Default.Platform: {URL: cfg.PlatformURL, Secret: []byte(cfg.PlatformSecret)}}}
 	}
+	// Handlers run under the work context: a stop signal lets what they
+	// started (a send and its outbox record) finish within the grace period.
+	work, cancelWork := lifecycle.WorkContext(ctx, cfg.StopGrace)
+	defer cancelWork()
 	pub := &events.Publisher{JS: js}
 	eng := &dunning.Engine{Cases: cases, Clients: clients, Outbox: outbox, Audit: aud, Outcomes: outcomes{pub}, Wakeups: sched,
 		Fresh: func(int64) (dunning.Fresh, error) { return src, nil }, Senders: senders, Policies: pols, Calendar: cal, Rates: rates, Now: m.now, Log: log,
@@ -190,39 +194,39 @@ func (m *Main) Run(ctx context.Context) error {
 	handle := func(msg jetstream.Msg) {
 		e, err := events.Decode(&nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
 		if err != nil {
-			pol.Settle(ctx, msg, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
+			pol.Settle(work, msg, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
 			return
 		}
 		d, err := events.ParseData(e)
 		if err != nil {
-			pol.Settle(ctx, msg, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
+			pol.Settle(work, msg, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
 			return
 		}
 		inv, err := d.Document.Invoice()
 		if err != nil {
-			pol.Settle(ctx, msg, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
+			pol.Settle(work, msg, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
 			return
 		}
-		pol.Settle(ctx, msg, eng.HandleEvent(ctx, rcv.EventType(e.Type()), inv), "event_id", e.ID())
+		pol.Settle(work, msg, eng.HandleEvent(work, rcv.EventType(e.Type()), inv), "event_id", e.ID())
 	}
 	// One lane per document (ce-source names the company, ce-subject the
 	// document; the NATS subject would not do, it carries the event type):
 	// one invoice's events in order, other invoices in parallel.
-	work := newLanes(cfg.Concurrency)
+	lanes := newLanes(cfg.Concurrency)
 	evCC, err := cons.Consume(func(msg jetstream.Msg) {
-		work.submit(laneKey(msg.Headers()), func() { handle(msg) })
+		lanes.submit(laneKey(msg.Headers()), func() { handle(msg) })
 	})
 	if err != nil {
-		work.close()
+		lanes.close()
 		return err
 	}
 	stopEvents := func() { // error paths below: no submission after close
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		settle.Drain(sctx, evCC)
-		work.close()
+		lanes.close()
 	}
-	tmCC, err := sched.Consume(ctx, eng.Wake, log)
+	tmCC, err := sched.Consume(work, eng.Wake, log)
 	if err != nil {
 		stopEvents()
 		return err
@@ -263,23 +267,27 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.OpsAddr = ln.Addr().String()
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("ops API stopped", "error", err)
-		}
-	}()
+
+	var g lifecycle.Group
+	g.Signal(ctx)
+	g.Serve("ops API", srv, ln, 10*time.Second)
+	stopConsumers := make(chan struct{})
+	g.Add("consumers", func() error {
+		<-stopConsumers
+		// No new messages; handlers in flight finish (under the work
+		// context) and settle; then the lanes close.
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.StopGrace)
+		defer cancel()
+		settle.Drain(sctx, evCC, tmCC)
+		lanes.close()
+		return nil
+	}, func(error) { close(stopConsumers) })
 	log.Info("dunning running", "ops", m.OpsAddr, "nats", nc.URL)
 	fmt.Fprintf(m.Out, "dunning: ops API on http://%s, NATS %s\n", m.OpsAddr, nc.URL)
 	if m.Started != nil {
 		close(m.Started)
 	}
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	settle.Drain(sctx, evCC, tmCC)
-	work.close() // after the drain: no more submissions; what is queued is settled
-	return nil
+	return g.Run()
 }
 
 // laneKey is the company and document of an event message

@@ -63,6 +63,9 @@ type Config struct {
 	// that became due on an event is sent (see dunning.Engine.GroupDelay).
 	GroupDelay time.Duration `env:"DUNNING_GROUP_DELAY" envDefault:"30s"`
 	OpsURL     string        `env:"DUNNING_OPS_URL" envDefault:"http://127.0.0.1:8081"`
+	// StopGrace is how long work in flight (a send and its record) may go
+	// on after a stop signal before it is cut.
+	StopGrace time.Duration `env:"DUNNING_STOP_GRACE" envDefault:"20s"`
 
 	DemoClock string `env:"INCASSO_DEMO_CLOCK"` // see calendar.DemoClock
 

@@ -23,6 +23,7 @@ import (
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/inbox"
 	"github.com/incasso-io/incasso/internal/kvstore"
+	"github.com/incasso-io/incasso/internal/lifecycle"
 	"github.com/incasso-io/incasso/internal/natsrv"
 	"github.com/incasso-io/incasso/internal/poller"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
@@ -322,14 +323,14 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.HTTPAddr = ln.Addr().String()
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "error", err)
-		}
-	}()
+
+	// Handlers run under the work context: what they started when the stop
+	// signal arrives finishes within the grace period.
+	work, cancelWork := lifecycle.WorkContext(ctx, 20*time.Second)
+	defer cancelWork()
 
 	// Consumers: fired timers and webhook notifications.
-	timerCC, err := sched.Consume(ctx, func(ctx context.Context, cid, id int64) error {
+	timerCC, err := sched.Consume(work, func(ctx context.Context, cid, id int64) error {
 		met.timersFired.Inc()
 		_, err := p.Fire(ctx, cid, id)
 		return err
@@ -392,11 +393,11 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 	qctx, stopQueue := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopQueue()
 	queueDone := make(chan struct{})
 	go func() { _ = queue.Run(qctx); close(queueDone) }()
 	inboxCCs, err := inbox.Subscribe(ctx, js, scope, queue, log)
 	if err != nil {
-		stopQueue()
 		return err
 	}
 	if err := inbox.Migrate(ctx, js); err != nil {
@@ -412,19 +413,26 @@ func (m *Main) Run(ctx context.Context) error {
 	log.Info("poller running", "http", m.HTTPAddr, "nats", m.NATSURL, "instance", cfg.InstanceID, "mode", map[bool]string{true: "manual token", false: "oauth"}[cfg.Manual()])
 	fmt.Fprintf(m.Out, "poller: http://%s (webhooks at /webhooks/fic, metrics at /metrics), NATS %s\n", m.HTTPAddr, m.NATSURL)
 
-	err = runner.Run(ctx)
-
-	// Drain: stop taking work, finish what is in flight, then close.
-	m.ready.Store(false)
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	settle.Drain(sctx, append(inboxCCs, timerCC)...)
-	stopQueue() // in-flight documents finish; unfinished notifications are Nak'ed for another replica
-	select {
-	case <-queueDone:
-	case <-sctx.Done():
-	}
+	var g lifecycle.Group
+	g.Signal(ctx)
+	g.Serve("webhook listener "+m.HTTPAddr, srv, ln, 10*time.Second)
+	g.Loop("reconciliation", runner.Run) // releases its leases when stopped
+	stopConsumers := make(chan struct{})
+	g.Add("consumers", func() error {
+		<-stopConsumers
+		// Stop taking work, finish what is in flight, then close.
+		m.ready.Store(false)
+		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		settle.Drain(sctx, append(inboxCCs, timerCC)...)
+		stopQueue() // in-flight documents finish; unfinished notifications are Nak'ed for another replica
+		select {
+		case <-queueDone:
+		case <-sctx.Done():
+		}
+		return nil
+	}, func(error) { close(stopConsumers) })
+	err = g.Run()
 	log.Info("poller stopped")
 	return err
 }

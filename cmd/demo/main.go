@@ -36,6 +36,7 @@ import (
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/ficsim"
 	"github.com/incasso-io/incasso/internal/kvstore"
+	"github.com/incasso-io/incasso/internal/lifecycle"
 	"github.com/incasso-io/incasso/internal/mailcatcher"
 	"github.com/incasso-io/incasso/internal/natsrv"
 	"github.com/incasso-io/incasso/internal/notify"
@@ -113,7 +114,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("-ficsim %s: %w", *simAddr, err)
 	}
 	simURL := "http://" + simLn.Addr().String()
-	go func() { _ = http.Serve(simLn, sim.Handler()) }()
+	// The sandbox and the local servers are one group, running from now on
+	// (the OAuth connection below needs ficsim); the services and loops are
+	// another, started last. The first actor of either to fail stops the
+	// demo with its name.
+	var infra lifecycle.Group
+	infraCtx, stopInfra := context.WithCancel(context.Background())
+	defer stopInfra()
+	infra.Signal(infraCtx)
+	server := func(h http.Handler) *http.Server {
+		return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	}
+	infra.Serve("ficsim "+simLn.Addr().String(), server(sim.Handler()), simLn, 5*time.Second)
 
 	// Mail catcher.
 	cnt := &counts{events: map[string]int{}}
@@ -127,32 +139,34 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("-smtp %s: %w", *mailSMTP, err)
 	}
-	go func() { _ = catcher.ServeSMTP(smtpLn) }()
-	defer catcher.Close()
+	infra.Add("mail catcher SMTP", func() error { return catcher.ServeSMTP(smtpLn) }, func(error) { catcher.Close() })
 	mailLn, err := net.Listen("tcp", *mailHTTP)
 	if err != nil {
 		return fmt.Errorf("-mail %s: %w", *mailHTTP, err)
 	}
-	go func() { _ = http.Serve(mailLn, catcher.Handler()) }()
+	infra.Serve("mail catcher "+mailLn.Addr().String(), server(catcher.Handler()), mailLn, 5*time.Second)
 
 	// Collection platform receiving hand-offs, verifying their signature.
 	platformSecret := randHex(16)
-	platLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	go func() {
-		_ = http.Serve(platLn, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			body, _ := io.ReadAll(r.Body)
-			// Signature timestamps are wall-clock time, not the business clock.
-			if err := notify.Verify([]byte(platformSecret), r.Header.Get(notify.TimestampHeader), r.Header.Get(notify.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
-				http.Error(w, err.Error(), http.StatusUnauthorized)
-				return
-			}
-			cnt.mu.Lock()
-			cnt.handoffs++
-			cnt.mu.Unlock()
-			fmt.Fprintf(out, "  ⚖  hand-off to the collection platform (signature verified, %d bytes)\n", len(body))
-			w.WriteHeader(http.StatusAccepted)
-		}))
-	}()
+	platLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	infra.Serve("collection platform", server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		// Signature timestamps are wall-clock time, not the business clock.
+		if err := notify.Verify([]byte(platformSecret), r.Header.Get(notify.TimestampHeader), r.Header.Get(notify.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		cnt.mu.Lock()
+		cnt.handoffs++
+		cnt.mu.Unlock()
+		fmt.Fprintf(out, "  ⚖  hand-off to the collection platform (signature verified, %d bytes)\n", len(body))
+		w.WriteHeader(http.StatusAccepted)
+	})), platLn, 5*time.Second)
+	infraDone := make(chan error, 1)
+	go func() { infraDone <- infra.Run() }()
 
 	// NATS with JetStream, embedded.
 	ns, err := natsrv.Start(natsrv.Config{Host: hostOf(*natsAddr), Port: portOf(*natsAddr), StoreDir: filepath.Join(*dataDir, "nats")})
@@ -238,41 +252,34 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 `, simURL, sim.Token(), sim.CompanyIDs(), ns.ClientURL(), pollerLn, *opsAddr, opsToken, *opsAddr, mailLn.Addr(), now().In(rcv.Rome).Format("Mon 2 Jan 2006 15:04"),
 		map[bool]string{true: " — shifted into the send window", false: ""}[shifted])
 
-	var wg sync.WaitGroup
-	errc := make(chan error, 2)
 	pm := &pollerapp.Main{Config: pcfg, Log: slog.New(slog.NewTextHandler(logw, nil)), Out: progress{out}, Now: now}
 	dm := &dunningapp.Main{Config: dcfg, Log: slog.New(slog.NewTextHandler(logw, nil)), Out: io.Discard, Now: now}
-	for _, r := range []func(context.Context) error{pm.Run, dm.Run} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := r(ctx); err != nil {
-				errc <- err
-			}
-		}()
-	}
-
+	var g lifecycle.Group
+	g.Signal(ctx)
+	g.Add("local servers", func() error { return <-infraDone }, func(error) { stopInfra() })
+	g.Loop("poller", pm.Run)
+	g.Loop("dunning", dm.Run)
 	// Some activity, as in a real ledger: payments and new invoices arrive
 	// through FIC's webhooks.
-	go activity(ctx, sim, out)
-
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-loop:
-	for {
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-			break loop
-		case <-tick.C:
-			cnt.mu.Lock()
-			fmt.Fprintf(out, "  … %d invoices created, %d overdue, %d paid, %d reminders e-mailed, %d hand-offs\n",
-				cnt.events["invoice.created"], cnt.events["invoice.overdue"], cnt.events["invoice.paid"]+cnt.events["invoice.partially_paid"], cnt.mails, cnt.handoffs)
-			cnt.mu.Unlock()
+	g.Loop("activity", func(ctx context.Context) error { activity(ctx, sim, out); return nil })
+	g.Loop("totals", func(ctx context.Context) error {
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+				cnt.mu.Lock()
+				fmt.Fprintf(out, "  … %d invoices created, %d overdue, %d paid, %d reminders e-mailed, %d hand-offs\n",
+					cnt.events["invoice.created"], cnt.events["invoice.overdue"], cnt.events["invoice.paid"]+cnt.events["invoice.partially_paid"], cnt.mails, cnt.handoffs)
+				cnt.mu.Unlock()
+			}
 		}
+	})
+	if err := g.Run(); err != nil {
+		return err
 	}
-	wg.Wait()
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
 	total := 0

@@ -25,6 +25,7 @@ import (
 	_ "time/tzdata" // Europe/Rome without a system zoneinfo (FROM scratch images)
 
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/lifecycle"
 )
 
 func main() {
@@ -141,17 +142,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  admin:      %s/_sim/companies\n", base)
 	fmt.Fprintf(stdout, "  try:        curl -H 'Authorization: Bearer %s' '%s/c/%d/issued_documents?type=invoice&per_page=5'\n", cfg.Token, base, sim.CompanyIDs()[0])
 
-	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	var g lifecycle.Group
+	g.Signal(ctx)
+	g.Serve("ficsim "+ln.Addr().String(), srv, ln, 5*time.Second)
+	return g.Run()
 }
 
 func readECKey(path string) (*ecdsa.PrivateKey, error) {

@@ -167,58 +167,50 @@ func (m *Main) Run(ctx context.Context) error {
 		Fresh: func(int64) (dunning.Fresh, error) { return src, nil }, Senders: senders, Policies: pols, Calendar: cal, Rates: rates, Now: m.now, Log: log,
 		GroupDelay: cfg.GroupDelay}
 
-	// Receivables events (not our own dunning.* ones).
-	var cons jetstream.Consumer
-	err = natsrv.Retry(ctx, func(ctx context.Context) error {
-		var err error
-		cons, err = js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
+	// Receivables events (not our own dunning.* ones), one lane per
+	// document (ce-source names the company, ce-subject the document; the
+	// NATS subject would not do, it carries the event type): one invoice's
+	// events in order, other invoices in parallel.
+	lanes := newLanes(cfg.Concurrency)
+	evConsumer := settle.Consumer{Stream: events.StreamName,
+		Config: jetstream.ConsumerConfig{
 			Durable: "dunning", FilterSubjects: []string{events.SubjectPrefix + ".*.invoice.>", events.SubjectPrefix + ".*.credit_note.>"},
 			AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: 10, MaxAckPending: 512,
-		})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("events consumer: %w", err)
+		},
+		Policy: settle.Policy{Log: log, DeadLetter: func(ctx context.Context, msg jetstream.Msg, reason string) error {
+			dl := &nats.Msg{Subject: "incasso.dlq.dunning." + strings.TrimPrefix(msg.Subject(), events.SubjectPrefix+"."), Header: nats.Header{}, Data: msg.Data()}
+			for k, v := range msg.Headers() {
+				dl.Header[k] = v
+			}
+			dl.Header.Del(nats.MsgIdHdr)
+			dl.Header.Set("Incasso-Dead-Reason", reason)
+			dl.Header.Set("Incasso-Original-Subject", msg.Subject())
+			_, err := js.PublishMsg(ctx, dl)
+			return err
+		}},
+		Dispatch: func(msg jetstream.Msg, handle func()) { lanes.submit(laneKey(msg.Headers()), handle) },
 	}
-	pol := settle.Policy{MaxDeliver: 10, Log: log, DeadLetter: func(ctx context.Context, msg jetstream.Msg, reason string) error {
-		dl := &nats.Msg{Subject: "incasso.dlq.dunning." + strings.TrimPrefix(msg.Subject(), events.SubjectPrefix+"."), Header: nats.Header{}, Data: msg.Data()}
-		for k, v := range msg.Headers() {
-			dl.Header[k] = v
-		}
-		dl.Header.Del(nats.MsgIdHdr)
-		dl.Header.Set("Incasso-Dead-Reason", reason)
-		dl.Header.Set("Incasso-Original-Subject", msg.Subject())
-		_, err := js.PublishMsg(ctx, dl)
-		return err
-	}}
-	handle := func(msg jetstream.Msg) {
+	evCC, err := evConsumer.Start(ctx, work, js, natsrv.Retry, func(ctx context.Context, msg jetstream.Msg) error {
 		e, err := events.Decode(&nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
 		if err != nil {
-			pol.Settle(work, msg, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
-			return
+			return fmt.Errorf("%w: %v", settle.ErrPermanent, err)
 		}
 		d, err := events.ParseData(e)
 		if err != nil {
-			pol.Settle(work, msg, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
-			return
+			return fmt.Errorf("%w: %v", settle.ErrPermanent, err)
 		}
 		inv, err := d.Document.Invoice()
 		if err != nil {
-			pol.Settle(work, msg, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
-			return
+			return fmt.Errorf("%w: %v", settle.ErrPermanent, err)
 		}
-		pol.Settle(work, msg, eng.HandleEvent(work, rcv.EventType(e.Type()), inv), "event_id", e.ID())
-	}
-	// One lane per document (ce-source names the company, ce-subject the
-	// document; the NATS subject would not do, it carries the event type):
-	// one invoice's events in order, other invoices in parallel.
-	lanes := newLanes(cfg.Concurrency)
-	evCC, err := cons.Consume(func(msg jetstream.Msg) {
-		lanes.submit(laneKey(msg.Headers()), func() { handle(msg) })
+		if err := eng.HandleEvent(ctx, rcv.EventType(e.Type()), inv); err != nil {
+			return fmt.Errorf("event %s: %w", e.ID(), err)
+		}
+		return nil
 	})
 	if err != nil {
 		lanes.close()
-		return err
+		return fmt.Errorf("events consumer: %w", err)
 	}
 	stopEvents := func() { // error paths below: no submission after close
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

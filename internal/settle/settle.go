@@ -7,12 +7,18 @@
 //	an error, attempts left                  NakWithDelay(Backoff(attempt, err))
 //	an error, attempts exhausted             dead-letter (if configured), then Term
 //
-// Handlers never ack by themselves.
+// Handlers never ack by themselves. Consumer creates a durable consumer and
+// runs a handler per message under this policy, with a per-message
+// deadline and the work context of the process: the timers of the poller
+// and of dunning and dunning's events consumer all use it. (The webhook
+// inbox holds its notifications in inbox.Queue instead, which acks a
+// notification only once all its documents are handled.)
 package settle
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -84,4 +90,72 @@ func Drain(ctx context.Context, ccs ...jetstream.ConsumeContext) {
 			return
 		}
 	}
+}
+
+// Consumer is a durable JetStream consumer whose every message is handled
+// by a function and settled by Policy: the one place where Incasso's
+// consumers (webhook-fired timers, dunning's events, dunning's timers) get
+// their ack, redelivery, deadline and dead-letter behaviour.
+type Consumer struct {
+	Stream string
+	Config jetstream.ConsumerConfig
+	// Policy settles each message; its MaxDeliver defaults to the
+	// consumer's.
+	Policy Policy
+	// Deadline bounds one handler call (default: the consumer's AckWait,
+	// so a handler never outlives its message's lease).
+	Deadline time.Duration
+	// Dispatch, if set, runs the handling of a message (for example in a
+	// per-document lane); by default it runs inline, one message at a time
+	// per consumer callback.
+	Dispatch func(m jetstream.Msg, handle func())
+}
+
+// Retrier retries f while JetStream is not ready (natsrv.Retry).
+type Retrier func(ctx context.Context, f func(context.Context) error) error
+
+// Start creates (or updates) the consumer — retrying with retry while
+// JetStream is not ready, until ctx ends — and consumes it. Handlers run
+// under work (which should outlive the stop signal, see
+// lifecycle.WorkContext) with the per-message deadline; their error is
+// settled by the policy: nil acks, ErrPermanent dead-letters and
+// terminates, anything else is redelivered with backoff. Stop or drain the
+// returned ConsumeContext to stop.
+func (c Consumer) Start(ctx, work context.Context, js jetstream.JetStream, retry Retrier, handler func(ctx context.Context, m jetstream.Msg) error) (jetstream.ConsumeContext, error) {
+	var cons jetstream.Consumer
+	err := retry(ctx, func(ctx context.Context) error {
+		var err error
+		cons, err = js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("settle: consumer %s on %s: %w", c.Config.Durable, c.Stream, err)
+	}
+	pol := c.Policy
+	if pol.MaxDeliver == 0 && c.Config.MaxDeliver > 0 {
+		pol.MaxDeliver = uint64(c.Config.MaxDeliver)
+	}
+	deadline := c.Deadline
+	if deadline <= 0 {
+		deadline = c.Config.AckWait
+	}
+	if deadline <= 0 {
+		deadline = 30 * time.Second
+	}
+	handle := func(m jetstream.Msg) {
+		hctx, cancel := context.WithTimeout(work, deadline)
+		defer cancel()
+		pol.Settle(work, m, handler(hctx, m))
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if c.Dispatch != nil {
+			c.Dispatch(m, func() { handle(m) })
+			return
+		}
+		handle(m)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("settle: consume %s: %w", c.Config.Durable, err)
+	}
+	return cc, nil
 }

@@ -170,29 +170,26 @@ func (s *Scheduler) parseFire(subject string) (int64, int64, error) {
 }
 
 // Consume runs handler for every fired timer on a durable consumer shared by
-// all replicas. A handler error is retried with backoff; after MaxDeliver
-// attempts the message is terminated and logged.
+// all replicas (settle.Consumer: a handler error is retried with backoff;
+// after MaxDeliver attempts the message is terminated and logged). ctx is
+// the work context handlers run under.
 func (s *Scheduler) Consume(ctx context.Context, handler func(ctx context.Context, cid, id int64) error, log *slog.Logger) (jetstream.ConsumeContext, error) {
 	const maxDeliver = 20
-	var cons jetstream.Consumer
-	err := natsrv.Retry(ctx, func(ctx context.Context) error {
-		var err error
-		cons, err = s.JS.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
-			Durable: s.cfg.Consumer, FilterSubject: s.firePrefix() + ">", AckPolicy: jetstream.AckExplicitPolicy,
-			AckWait: 60 * time.Second, MaxDeliver: maxDeliver,
-		})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("timers: consumer: %w", err)
-	}
-	pol := settle.Policy{MaxDeliver: maxDeliver, Log: log}
-	return cons.Consume(func(m jetstream.Msg) {
+	c := settle.Consumer{Stream: s.cfg.Stream, Policy: settle.Policy{Log: log},
+		Config: jetstream.ConsumerConfig{Durable: s.cfg.Consumer, FilterSubject: s.firePrefix() + ">", AckPolicy: jetstream.AckExplicitPolicy,
+			AckWait: 60 * time.Second, MaxDeliver: maxDeliver}}
+	cc, err := c.Start(ctx, ctx, s.JS, natsrv.Retry, func(ctx context.Context, m jetstream.Msg) error {
 		cid, id, err := s.parseFire(m.Subject())
 		if err != nil {
-			pol.Settle(ctx, m, fmt.Errorf("%w: %v", settle.ErrPermanent, err))
-			return
+			return fmt.Errorf("%w: %v", settle.ErrPermanent, err)
 		}
-		pol.Settle(ctx, m, handler(ctx, cid, id), "company_id", cid, "document_id", id)
+		if err := handler(ctx, cid, id); err != nil {
+			return fmt.Errorf("timer %d/%d: %w", cid, id, err)
+		}
+		return nil
 	})
+	if err != nil {
+		return nil, fmt.Errorf("timers: %w", err)
+	}
+	return cc, nil
 }

@@ -255,7 +255,7 @@ func (e *Engine) transition(ctx context.Context, c *Case, tr *Transition, operat
 		return nil
 	}
 	return e.Outcomes.Publish(ctx, Outcome{Type: typ, CompanyID: c.CompanyID, InvoiceID: c.InvoiceID, At: e.now(), Case: *c,
-		Key: string(tr.To) + ":" + c.Updated.UTC().Format(time.RFC3339Nano), Detail: map[string]any{"reason": reason, "from": tr.From, "operator": operator}})
+		Key: string(tr.To) + ":" + c.Updated.UTC().Format(time.RFC3339Nano), Transition: &OutcomeTransition{From: tr.From, To: tr.To, Reason: reason, Operator: operator}})
 }
 
 func (e *Engine) schedule(ctx context.Context, c *Case) error {
@@ -594,19 +594,17 @@ func (e *Engine) deliver(ctx context.Context, p *policy.Policy, ch policy.Channe
 		case g.stage.Escalate:
 			typ = "dunning.escalated"
 		}
-		detail := map[string]any{"stage": g.stage.Name, "channel": string(ch), "message_id": msgID, "invoices_in_message": len(go_)}
-		if errText != "" {
-			detail["error"] = errText
-		}
+		detail := &OutcomeDelivery{Stage: g.stage.Name, Channel: string(ch), MessageID: msgID, InvoicesInMessage: len(go_), Error: errText}
 		if typ == "dunning.escalated" {
-			detail["dossier"] = msg
+			dossier := msg
+			detail.Dossier = &dossier
 		}
 		cs := g.c
 		if nc != nil {
 			cs = nc
 		}
 		if perr := e.Outcomes.Publish(ctx, Outcome{Type: typ, CompanyID: g.c.CompanyID, InvoiceID: g.c.InvoiceID, At: now, Case: *cs,
-			Key: goKeys[i], Detail: detail}); perr != nil {
+			Key: goKeys[i], Delivery: detail}); perr != nil {
 			return 0, perr
 		}
 	}

@@ -105,7 +105,29 @@ type Outcome struct {
 	Key       string
 	At        time.Time
 	Case      Case
-	Detail    map[string]any
+	// Transition is set for dunning.closed, paused and resumed.
+	Transition *OutcomeTransition
+	// Delivery is set for dunning.reminder_sent, delivery_failed and
+	// escalated.
+	Delivery *OutcomeDelivery
+}
+
+// OutcomeTransition is a case's change of state.
+type OutcomeTransition struct {
+	From     State
+	To       State
+	Reason   string
+	Operator string
+}
+
+// OutcomeDelivery is one message of a stage on a channel.
+type OutcomeDelivery struct {
+	Stage             string
+	Channel           string
+	MessageID         string
+	InvoicesInMessage int
+	Error             string   // delivery_failed
+	Dossier           *Message // escalated: what the collection platform received
 }
 
 // Outcomes publishes dunning.* events.

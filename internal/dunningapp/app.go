@@ -2,6 +2,7 @@ package dunningapp
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -56,19 +56,28 @@ func (m *Main) now() time.Time {
 type outcomes struct{ pub *events.Publisher }
 
 func (o outcomes) Publish(ctx context.Context, x dunning.Outcome) error {
-	e := event.New(event.CloudEventsVersionV1)
-	e.SetID(events.ID(x.CompanyID, x.InvoiceID, x.Type, x.Key))
-	e.SetSource(events.Source(x.CompanyID))
-	e.SetType(x.Type)
-	e.SetSubject(events.DocumentSubject(rcv.KindInvoice, x.InvoiceID))
-	e.SetTime(x.At.UTC())
 	c := x.Case
-	data := map[string]any{"company_id": x.CompanyID, "invoice_id": x.InvoiceID, "state": c.State, "stage": c.Stage,
-		"closed_reason": c.ClosedReason, "document": events.DocumentData(&c.Invoice, rcv.DateIn(x.At, rcv.Rome)), "detail": x.Detail}
-	if err := e.SetData(event.ApplicationJSON, data); err != nil {
+	d := events.DunningData{CompanyID: x.CompanyID, InvoiceID: x.InvoiceID, State: string(c.State), Stage: c.Stage,
+		ClosedReason: c.ClosedReason, Document: events.DocumentData(&c.Invoice, rcv.DateIn(x.At, rcv.Rome))}
+	if t := x.Transition; t != nil {
+		d.Detail.From, d.Detail.Reason, d.Detail.Operator = string(t.From), t.Reason, t.Operator
+	}
+	if dl := x.Delivery; dl != nil {
+		d.Detail.StageName, d.Detail.Channel, d.Detail.MessageID, d.Detail.InvoicesInMessage, d.Detail.Error =
+			dl.Stage, dl.Channel, dl.MessageID, dl.InvoicesInMessage, dl.Error
+		if dl.Dossier != nil {
+			b, err := json.Marshal(dl.Dossier)
+			if err != nil {
+				return fmt.Errorf("dunning: encode the dossier of %d/%d: %w", x.CompanyID, x.InvoiceID, err)
+			}
+			d.Detail.Dossier = b
+		}
+	}
+	subj, e, err := events.BuildDunning(x.Type, events.ID(x.CompanyID, x.InvoiceID, x.Type, x.Key), x.At, d)
+	if err != nil {
 		return err
 	}
-	return o.pub.PublishEvent(ctx, events.Subject(x.CompanyID, x.Type), e)
+	return o.pub.PublishEvent(ctx, subj, e)
 }
 
 // Run wires everything and blocks until ctx ends, then drains.

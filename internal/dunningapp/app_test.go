@@ -7,15 +7,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/incasso-io/incasso/internal/events"
+	"github.com/incasso-io/incasso/internal/events/eventstest"
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/ficsim"
 	"github.com/incasso-io/incasso/internal/ficsimtest"
@@ -178,6 +181,54 @@ func TestDunningEndToEnd(t *testing.T) {
 
 	if strings.Contains(logs.String(), sim.Token()) || strings.Contains(logs.String(), token) {
 		t.Error("a secret appears in the logs")
+	}
+	checkDunningEvents(t, js)
+}
+
+// checkDunningEvents validates every dunning.* event in the stream: a
+// documented type, typed data matching docs/schemas/dunning-event.v1.json,
+// and the case and detail a subscriber needs.
+func checkDunningEvents(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	ctx := context.Background()
+	schema := eventstest.Schema(t, "dunning-event.v1.json")
+	st, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := st.Info(ctx)
+	seen := map[string]int{}
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil || !strings.Contains(m.Subject, ".dunning.") {
+			continue
+		}
+		e, err := events.Decode(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+		if err != nil {
+			t.Fatalf("dunning event %d: %v", seq, err)
+		}
+		if !slices.Contains(events.AllDunningTypes, e.Type()) || e.DataSchema() != events.DunningDataSchema {
+			t.Errorf("event %s: type %s, schema %s", e.ID(), e.Type(), e.DataSchema())
+		}
+		eventstest.Validate(t, schema, e.Data())
+		d, err := events.ParseDunningData(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch e.Type() {
+		case events.DunningReminderSent, events.DunningEscalated, events.DunningDeliveryFailed:
+			if d.Detail.StageName == "" || d.Detail.Channel == "" || d.Detail.InvoicesInMessage < 1 {
+				t.Errorf("%s without its delivery: %+v", e.Type(), d.Detail)
+			}
+		default:
+			if d.Detail.From == "" {
+				t.Errorf("%s without the state it left: %+v", e.Type(), d.Detail)
+			}
+		}
+		seen[e.Type()]++
+	}
+	if seen[events.DunningReminderSent] == 0 || seen[events.DunningPaused] == 0 || seen[events.DunningResumed] == 0 {
+		t.Errorf("dunning events seen: %v", seen)
 	}
 }
 

@@ -30,6 +30,11 @@ func TestDocsListEveryEventType(t *testing.T) {
 				t.Errorf("%s does not document %s", f, typ)
 			}
 		}
+		for _, typ := range events.AllDunningTypes {
+			if !strings.Contains(string(b), strings.TrimPrefix(typ, "dunning.")) {
+				t.Errorf("%s does not document %s", f, typ)
+			}
+		}
 	}
 }
 

@@ -234,3 +234,31 @@ func TestDocumentInvoiceRoundTrip(t *testing.T) {
 		t.Errorf("bad amount: %v", err)
 	}
 }
+
+// Dunning events carry typed data that matches the published schema.
+func TestDunningEventsMatchSchema(t *testing.T) {
+	schema := eventstest.Schema(t, "dunning-event.v1.json")
+	c := sampleChange()
+	doc := events.DocumentData(&c.Invoice, rcv.MustDate("2026-12-01"))
+	for _, d := range []events.DunningData{
+		{CompanyID: 1234, InvoiceID: 98765, State: "active", Stage: 2, Document: doc,
+			Detail: events.Detail{StageName: "sollecito_1", Channel: "email", MessageID: "<dunning-1@incasso>", InvoicesInMessage: 2}},
+		{CompanyID: 1234, InvoiceID: 98765, State: "closed", Stage: 3, ClosedReason: "paid", Document: doc,
+			Detail: events.Detail{From: "active", Reason: "paid"}},
+		{CompanyID: 1234, InvoiceID: 98765, State: "escalated", Stage: 4, Document: doc,
+			Detail: events.Detail{StageName: "affido", Channel: "webhook", MessageID: "x", InvoicesInMessage: 1, Dossier: []byte(`{"total":"1.00"}`)}},
+	} {
+		subj, e, err := events.BuildDunning(events.DunningReminderSent, events.ID(1234, 98765, events.DunningReminderSent, "k"), time.Now(), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if subj != "incasso.events.1234.dunning.reminder_sent" || e.DataSchema() != events.DunningDataSchema {
+			t.Fatalf("subject %s schema %s", subj, e.DataSchema())
+		}
+		eventstest.Validate(t, schema, e.Data())
+		back, err := events.ParseDunningData(e)
+		if err != nil || back.Detail.StageName != d.Detail.StageName || back.State != d.State {
+			t.Fatalf("round trip: %+v %v", back, err)
+		}
+	}
+}

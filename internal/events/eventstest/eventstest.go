@@ -45,6 +45,28 @@ func Schema(tb testing.TB, name string) *jsonschema.Schema {
 	if err := c.AddResource(path, doc); err != nil {
 		tb.Fatal(err)
 	}
+	// The other schemas, under their $id, for references between them.
+	others, _ := filepath.Glob(filepath.Join(RepoRoot(tb), "docs", "schemas", "*.json"))
+	for _, o := range others {
+		if o == path {
+			continue
+		}
+		b, err := os.ReadFile(o)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		od, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		if err != nil {
+			tb.Fatalf("%s: %v", o, err)
+		}
+		if m, ok := od.(map[string]any); ok {
+			if id, ok := m["$id"].(string); ok {
+				if err := c.AddResource(id, od); err != nil {
+					tb.Fatal(err)
+				}
+			}
+		}
+	}
 	s, err := c.Compile(path)
 	if err != nil {
 		tb.Fatalf("compile %s: %v", name, err)

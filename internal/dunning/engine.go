@@ -19,8 +19,8 @@ import (
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
-// ErrPermanent marks a delivery that can never succeed (see Sender).
-var ErrPermanent = errors.New("dunning: permanent delivery failure")
+// ErrUndeliverable marks a delivery that can never succeed (see Sender).
+var ErrUndeliverable = errors.New("dunning: undeliverable")
 
 // ErrNoCase is returned by operations on an invoice without a case.
 var ErrNoCase = errors.New("dunning: no case for this invoice")
@@ -504,7 +504,7 @@ func (e *Engine) touchClient(ctx context.Context, cid int64, key string, at time
 type unconfigured struct{ ch policy.Channel }
 
 func (u unconfigured) Send(context.Context, Message) error {
-	return fmt.Errorf("%w: no %s channel is configured (manual action needed)", ErrPermanent, u.ch)
+	return fmt.Errorf("%w: no %s channel is configured (manual action needed)", ErrUndeliverable, u.ch)
 }
 
 // OutboxKey is the at-most-once key of (invoice, stage, channel).
@@ -555,7 +555,7 @@ func (e *Engine) deliver(ctx context.Context, p *policy.Policy, ch policy.Channe
 	state, errText := OutboxSent, ""
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrPermanent):
+	case errors.Is(err, ErrUndeliverable):
 		state, errText = OutboxFailed, err.Error()
 	default:
 		// Nothing delivered: allow a later retry, and retry the timer.

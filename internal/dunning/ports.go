@@ -91,7 +91,7 @@ type Message struct {
 }
 
 // Sender delivers messages on one channel. It returns an error wrapping
-// ErrPermanent when the message can never be delivered (bounce, refused
+// ErrUndeliverable when the message can never be delivered (bounce, refused
 // recipient); any other error means nothing was delivered and a retry is safe.
 type Sender interface {
 	Send(ctx context.Context, m Message) error

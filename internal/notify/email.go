@@ -46,18 +46,18 @@ func (e *Email) Send(ctx context.Context, m dunning.Message) error {
 		if e.PEC {
 			kind = "PEC"
 		}
-		return fmt.Errorf("%w: client %q has no %s address", dunning.ErrPermanent, m.Client.Name, kind)
+		return fmt.Errorf("%w: client %q has no %s address", dunning.ErrUndeliverable, m.Client.Name, kind)
 	}
 	r, err := Render(m)
 	if err != nil {
-		return fmt.Errorf("%w: render: %v", dunning.ErrPermanent, err)
+		return fmt.Errorf("%w: render: %v", dunning.ErrUndeliverable, err)
 	}
 	msg := mail.NewMsg()
 	if err := msg.From(e.Config.From); err != nil {
-		return fmt.Errorf("%w: from %q: %v", dunning.ErrPermanent, e.Config.From, err)
+		return fmt.Errorf("%w: from %q: %v", dunning.ErrUndeliverable, e.Config.From, err)
 	}
 	if err := msg.To(to); err != nil {
-		return fmt.Errorf("%w: recipient %q: %v", dunning.ErrPermanent, to, err)
+		return fmt.Errorf("%w: recipient %q: %v", dunning.ErrUndeliverable, to, err)
 	}
 	domain := e.Config.Domain
 	if domain == "" {
@@ -90,12 +90,12 @@ func (e *Email) Send(ctx context.Context, m dunning.Message) error {
 	}
 	c, err := mail.NewClient(e.Config.Host, opts...)
 	if err != nil {
-		return fmt.Errorf("%w: smtp client: %v", dunning.ErrPermanent, err)
+		return fmt.Errorf("%w: smtp client: %v", dunning.ErrUndeliverable, err)
 	}
 	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
 		var se *mail.SendError
 		if errors.As(err, &se) && !se.IsTemp() && se.ErrorCode() >= 500 {
-			return fmt.Errorf("%w: %v", dunning.ErrPermanent, err)
+			return fmt.Errorf("%w: %v", dunning.ErrUndeliverable, err)
 		}
 		return fmt.Errorf("smtp %s: %w", e.Config.Host, err)
 	}

@@ -109,10 +109,10 @@ func DossierOf(m dunning.Message) Dossier {
 func (w *Webhook) Send(ctx context.Context, m dunning.Message) error {
 	p, ok := w.Platforms[m.Platform]
 	if !ok {
-		return fmt.Errorf("%w: no collection platform %q configured", dunning.ErrPermanent, m.Platform)
+		return fmt.Errorf("%w: no collection platform %q configured", dunning.ErrUndeliverable, m.Platform)
 	}
 	if _, err := url.Parse(p.URL); err != nil {
-		return fmt.Errorf("%w: platform %q URL: %v", dunning.ErrPermanent, m.Platform, err)
+		return fmt.Errorf("%w: platform %q URL: %v", dunning.ErrUndeliverable, m.Platform, err)
 	}
 	e := event.New()
 	e.SetID(m.MessageID)
@@ -125,11 +125,11 @@ func (w *Webhook) Send(ctx context.Context, m dunning.Message) error {
 	}
 	e.SetTime(now().UTC())
 	if err := e.SetData(event.ApplicationJSON, DossierOf(m)); err != nil {
-		return fmt.Errorf("%w: %v", dunning.ErrPermanent, err)
+		return fmt.Errorf("%w: %v", dunning.ErrUndeliverable, err)
 	}
 	body, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("%w: %v", dunning.ErrPermanent, err)
+		return fmt.Errorf("%w: %v", dunning.ErrUndeliverable, err)
 	}
 	hc := w.HTTPClient
 	if hc == nil {
@@ -170,7 +170,7 @@ func (w *Webhook) Send(ctx context.Context, m dunning.Message) error {
 		case resp.StatusCode == 408 || resp.StatusCode == 429 || resp.StatusCode >= 500:
 			last = fmt.Errorf("platform %s: HTTP %d", m.Platform, resp.StatusCode)
 		default:
-			return fmt.Errorf("%w: platform %s refused the hand-off: HTTP %d", dunning.ErrPermanent, m.Platform, resp.StatusCode)
+			return fmt.Errorf("%w: platform %s refused the hand-off: HTTP %d", dunning.ErrUndeliverable, m.Platform, resp.StatusCode)
 		}
 	}
 	return fmt.Errorf("hand-off to %s: %w", m.Platform, last)

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
@@ -566,41 +568,25 @@ func (p *Poller) readSnapshots(ctx context.Context, cid int64, invs []rcv.Invoic
 	if workers <= 0 {
 		workers = 16
 	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	sem := make(chan struct{}, workers)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(workers)
 	for i := range invs {
 		if _, known := slices.BinarySearch(stored, invs[i].ID); !known {
 			continue
 		}
-		sem <- struct{}{}
-		mu.Lock()
-		stop := first != nil
-		mu.Unlock()
-		if stop {
-			<-sem
-			break
+		if gctx.Err() != nil {
+			break // a read failed: stop starting others
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			snap, rev, err := p.Snapshots.Get(ctx, cid, invs[i].ID)
+		g.Go(func() error {
+			snap, rev, err := p.Snapshots.Get(gctx, cid, invs[i].ID)
 			if err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-				return
+				return err
 			}
 			got(i, snap, rev)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	return first
+	return g.Wait()
 }
 
 func (p *Poller) confirmMissing(ctx context.Context, src rcv.InvoiceSource, cid int64, stored, seen []int64, res *ScanResult) error {

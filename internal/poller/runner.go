@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
@@ -128,21 +130,19 @@ func (r *Runner) round(ctx context.Context) {
 		err error
 	}
 	results := make(chan result, len(renew))
-	sem := make(chan struct{}, 32)
-	var wg sync.WaitGroup
+	var g errgroup.Group // every renewal is tried: errors are results, not failures
+	g.SetLimit(32)
 	for _, id := range renew {
 		r.mu.Lock()
 		rev := r.owned[id].rev
 		r.mu.Unlock()
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			nrev, err := r.Leases.Renew(ctx, id, rev)
 			results <- result{id, nrev, err}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	close(results)
 
 	r.mu.Lock()

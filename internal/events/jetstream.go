@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/incasso-io/incasso/internal/natsrv"
+	"github.com/incasso-io/incasso/internal/jsbatch"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
@@ -103,11 +103,11 @@ func (p *Publisher) PublishMsgs(ctx context.Context, msgs []*nats.Msg) error {
 		p.published(msgs[0], ack.Duplicate)
 		return nil
 	}
-	batch := make([]natsrv.Pub, len(msgs))
+	batch := make([]jsbatch.Pub, len(msgs))
 	for i, m := range msgs {
-		batch[i] = natsrv.Pub{Msg: m}
+		batch[i] = jsbatch.Pub{Msg: m}
 	}
-	acks, errs := natsrv.PublishAll(ctx, p.JS, batch)
+	acks, errs := jsbatch.PublishAll(ctx, p.JS, batch)
 	var failed []error
 	for i, err := range errs {
 		if err != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/incasso-io/incasso/internal/natsrv"
+	"github.com/incasso-io/incasso/internal/jsbatch"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
@@ -134,13 +134,13 @@ const ownersPrefix = "$KV." + OwnersBucket + "."
 // an id already claimed is read back.
 func (o *Owners) Claim(ctx context.Context, cid int64, ids []int64) ([]int64, error) {
 	owners := make([]int64, len(ids))
-	batch := make([]natsrv.Pub, len(ids))
+	batch := make([]jsbatch.Pub, len(ids))
 	val := []byte(strconv.FormatInt(cid, 10))
 	for i, id := range ids {
-		batch[i] = natsrv.Pub{Msg: &nats.Msg{Subject: ownersPrefix + strconv.FormatInt(id, 10), Data: val},
+		batch[i] = jsbatch.Pub{Msg: &nats.Msg{Subject: ownersPrefix + strconv.FormatInt(id, 10), Data: val},
 			Opts: []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(0)}}
 	}
-	_, errs := natsrv.PublishAll(ctx, o.js, batch)
+	_, errs := jsbatch.PublishAll(ctx, o.js, batch)
 	for i, err := range errs {
 		switch {
 		case err == nil:

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/incasso-io/incasso/internal/natsrv"
+	"github.com/incasso-io/incasso/internal/jsbatch"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
@@ -129,7 +129,7 @@ func (s *Snapshots) Put(ctx context.Context, cid, id int64, snap rcv.Snapshot, r
 func (s *Snapshots) PutAll(ctx context.Context, writes []rcv.SnapshotWrite) ([]uint64, []error) {
 	errs := make([]error, len(writes))
 	revs := make([]uint64, len(writes))
-	batch := make([]natsrv.Pub, 0, len(writes))
+	batch := make([]jsbatch.Pub, 0, len(writes))
 	index := make([]int, 0, len(writes))
 	for i, w := range writes {
 		b, err := json.Marshal(w.Snapshot)
@@ -137,11 +137,11 @@ func (s *Snapshots) PutAll(ctx context.Context, writes []rcv.SnapshotWrite) ([]u
 			errs[i] = fmt.Errorf("kvstore: encode snapshot %d/%d: %w", w.CompanyID, w.ID, err)
 			continue
 		}
-		batch = append(batch, natsrv.Pub{Msg: &nats.Msg{Subject: putPrefix + snapKey(w.CompanyID, w.ID), Header: nats.Header{}, Data: b},
+		batch = append(batch, jsbatch.Pub{Msg: &nats.Msg{Subject: putPrefix + snapKey(w.CompanyID, w.ID), Header: nats.Header{}, Data: b},
 			Opts: []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(w.Rev)}})
 		index = append(index, i)
 	}
-	acks, perrs := natsrv.PublishAll(ctx, s.js, batch)
+	acks, perrs := jsbatch.PublishAll(ctx, s.js, batch)
 	for k, err := range perrs {
 		if err != nil {
 			w := writes[index[k]]

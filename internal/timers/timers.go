@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/incasso-io/incasso/internal/jsbatch"
 	"github.com/incasso-io/incasso/internal/natsrv"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 	"github.com/incasso-io/incasso/internal/settle"
@@ -102,7 +103,7 @@ func (s *Scheduler) Schedule(ctx context.Context, cid, id int64, at time.Time) e
 // asynchronously and their acks are awaited together; cancellations (a
 // purge each) are rare and done one by one.
 func (s *Scheduler) ScheduleAll(ctx context.Context, ts []rcv.Timer) error {
-	batch := make([]natsrv.Pub, 0, len(ts))
+	batch := make([]jsbatch.Pub, 0, len(ts))
 	var failed []error
 	for _, t := range ts {
 		if t.At.IsZero() {
@@ -112,9 +113,9 @@ func (s *Scheduler) ScheduleAll(ctx context.Context, ts []rcv.Timer) error {
 			continue
 		}
 		subj, opts, _ := s.schedule(t.CompanyID, t.ID, t.At)
-		batch = append(batch, natsrv.Pub{Msg: &nats.Msg{Subject: subj, Header: nats.Header{}}, Opts: opts})
+		batch = append(batch, jsbatch.Pub{Msg: &nats.Msg{Subject: subj, Header: nats.Header{}}, Opts: opts})
 	}
-	_, errs := natsrv.PublishAll(ctx, s.JS, batch)
+	_, errs := jsbatch.PublishAll(ctx, s.JS, batch)
 	for i, err := range errs {
 		if err != nil {
 			failed = append(failed, fmt.Errorf("timers: schedule %s: %w", batch[i].Msg.Subject, err))

@@ -1,4 +1,8 @@
-package natsrv
+// Package jsbatch publishes batches of JetStream messages asynchronously and
+// awaits their acknowledgements together: one round of requests instead of
+// a round trip per message, which is what bounds throughput when thousands
+// of documents are written (events, snapshots, timers).
+package jsbatch
 
 import (
 	"context"

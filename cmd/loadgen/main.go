@@ -56,6 +56,48 @@ type seen struct {
 	n    int
 }
 
+// wait returns when every wanted change was seen, or at deadline.
+func (sn *seen) wait(deadline time.Time) {
+	for time.Now().Before(deadline) {
+		sn.mu.Lock()
+		done := len(sn.got) >= len(sn.want)
+		sn.mu.Unlock()
+		if done {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// latencies returns the detection latency percentile function and how
+// many changes were detected.
+func (sn *seen) latencies() (func(p float64) time.Duration, int) {
+	sn.mu.Lock()
+	lat := make([]time.Duration, 0, len(sn.got))
+	for _, d := range sn.got {
+		lat = append(lat, d)
+	}
+	sn.mu.Unlock()
+	slices.Sort(lat)
+	return func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}, len(lat)
+}
+
+// requests is the sandbox's request count since its last reset.
+func requests(sim *ficsim.Server) int {
+	n := 0
+	for _, m := range sim.Stats() {
+		for _, k := range m {
+			n += k
+		}
+	}
+	return n
+}
+
 func key(cid, id int64, typ string) string { return fmt.Sprintf("%d/%d/%s", cid, id, typ) }
 
 func run() error {
@@ -337,39 +379,16 @@ func run() error {
 	}
 	// Wait for detection (webhooks: seconds; polling only: up to a scan interval).
 	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		sn.mu.Lock()
-		done := len(sn.got) >= len(sn.want)
-		sn.mu.Unlock()
-		if done {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	sn.wait(deadline)
 	wdur := time.Since(wstart)
 	if r := rss(pid); r > peakRSS {
 		peakRSS = r
 	}
-	reqs := 0
-	for _, m := range sim.Stats() {
-		for _, n := range m {
-			reqs += n
-		}
-	}
+	reqs := requests(sim)
+	pct, detected := sn.latencies()
 	sn.mu.Lock()
-	var lat []time.Duration
-	for _, d := range sn.got {
-		lat = append(lat, d)
-	}
-	detected, wanted, evs := len(sn.got), len(sn.want), sn.n
+	wanted, evs := len(sn.want), sn.n
 	sn.mu.Unlock()
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
-	}
 	hours := wdur.Hours()
 	fmt.Printf("\nchanges: %d applied, %d detected in %v; %d events published\n", wanted, detected, wdur.Round(time.Millisecond), evs)
 	fmt.Printf("FIC requests during the workload: %d (%.2f per detected change), %.0f per company per hour\n",
@@ -399,36 +418,9 @@ func run() error {
 			sn.want[key(cid, id, typ)] = now
 			sn.mu.Unlock()
 		}
-		deadline := time.Now().Add(120 * time.Second)
-		for time.Now().Before(deadline) {
-			sn.mu.Lock()
-			done := len(sn.got) >= len(sn.want)
-			sn.mu.Unlock()
-			if done {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		breqs := 0
-		for _, m := range sim.Stats() {
-			for _, k := range m {
-				breqs += k
-			}
-		}
-		sn.mu.Lock()
-		var bl []time.Duration
-		for _, d := range sn.got {
-			bl = append(bl, d)
-		}
-		bdet := len(sn.got)
-		sn.mu.Unlock()
-		slices.Sort(bl)
-		bp := func(p float64) time.Duration {
-			if len(bl) == 0 {
-				return 0
-			}
-			return bl[min(len(bl)-1, int(p*float64(len(bl))))]
-		}
+		sn.wait(time.Now().Add(120 * time.Second))
+		breqs := requests(sim)
+		bp, bdet := sn.latencies()
 		fmt.Printf("\nburst: %d invoices of company %d paid at once, %d detected in %v; FIC requests %d (%.3f per change); detection p50 %v, p99 %v\n",
 			n, cid, bdet, time.Since(bstart).Round(time.Millisecond), breqs, float64(breqs)/float64(max(1, bdet)), bp(0.5), bp(0.99))
 	}

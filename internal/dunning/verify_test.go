@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/incasso-io/incasso/internal/dunning"
-	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
@@ -39,7 +39,7 @@ func TestClosingEventsAreCheckedAgainstFIC(t *testing.T) {
 		}
 	}
 	// A true one closes it.
-	payInFull(t, e.sim, e.cid, inv.ID)
+	ficsimtest.PayInFull(t, e.sim, e.cid, inv.ID)
 	paid, _ := e.src.Invoice(ctx, e.cid, inv.ID)
 	if err := e.eng.HandleEvent(ctx, rcv.InvoicePaid, paid); err != nil {
 		t.Fatal(err)
@@ -73,18 +73,5 @@ func TestRestoredInvoiceReopensItsCase(t *testing.T) {
 	}
 	if c, _, _ := e.eng.Cases.Get(ctx, e.cid, inv.ID); c.State != dunning.Active {
 		t.Fatalf("after the restore: %s %s", c.State, c.ClosedReason)
-	}
-}
-
-func payInFull(t *testing.T, sim *ficsim.Server, cid, id int64) {
-	t.Helper()
-	for {
-		m, err := sim.Pay(cid, id, ficsim.PaymentSpec{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m["next_due_date"] == nil {
-			return
-		}
 	}
 }

@@ -294,7 +294,14 @@ func ledgerPoller(t *testing.T, js jetstream.JetStream, ficURL, token string, no
 func startSMTP(t *testing.T) (*box, int) {
 	t.Helper()
 	mb := &box{}
-	ss := smtp.NewServer(mb)
+	return mb, serveSMTP(t, mb)
+}
+
+// serveSMTP runs a real SMTP server (go-smtp) on backend until the test
+// ends and returns its port.
+func serveSMTP(t *testing.T, backend smtp.Backend) int {
+	t.Helper()
+	ss := smtp.NewServer(backend)
 	ss.AllowInsecureAuth = true
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -302,7 +309,7 @@ func startSMTP(t *testing.T) (*box, int) {
 	}
 	go func() { _ = ss.Serve(ln) }()
 	t.Cleanup(func() { _ = ss.Close() })
-	return mb, ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // businessMorning is a business clock at 10:00 Rome on the next business

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -54,17 +53,10 @@ func TestStopDuringASendFinishesAndRecordsIt(t *testing.T) {
 	cid := sim.CompanyIDs()[0]
 	ns, _, js := natstest.MustRunJetStream(t)
 	mb := &slowBox{started: make(chan struct{}), delay: 1500 * time.Millisecond}
-	ss := smtp.NewServer(mb)
-	ss.AllowInsecureAuth = true
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = ss.Serve(ln) }()
-	t.Cleanup(func() { _ = ss.Close() })
+	port := serveSMTP(t, mb)
 	_, now := businessMorning()
 	cfg, err := ParseConfig([]string{"NATS_URL=" + ns.ClientURL(), "FIC_BASE_URL=" + fsrv.URL, "FIC_ACCESS_TOKEN=" + sim.Token(),
-		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", ln.Addr().(*net.TCPAddr).Port), "SMTP_TLS=none",
+		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", port), "SMTP_TLS=none",
 		"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=ops-token-0123456789", "DUNNING_GROUP_DELAY=200ms", "DUNNING_CONCURRENCY=1"})
 	if err != nil {
 		t.Fatal(err)

@@ -67,27 +67,23 @@ func (s *Server) binWriteScope(r *http.Request) []string {
 }
 
 func (s *Server) handleBinRecover(w http.ResponseWriter, r *http.Request) {
-	cid, _ := pathInt(r, "cid")
-	id, ok := pathInt(r, "id")
-	if !ok {
-		writeError(w, http.StatusBadRequest, "", "document_id must be a positive integer")
-		return
-	}
-	if _, err := s.RestoreDocument(cid, id); err != nil {
-		writeError(w, http.StatusNotFound, "", "Document not found")
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{})
+	s.binAction(w, r, func(cid, id int64) error { _, err := s.RestoreDocument(cid, id); return err })
 }
 
 func (s *Server) handleBinDelete(w http.ResponseWriter, r *http.Request) {
+	s.binAction(w, r, s.PurgeDocument)
+}
+
+// binAction runs f on the document of a bin route: 200 with an empty
+// object, or 404 when it is not in the bin.
+func (s *Server) binAction(w http.ResponseWriter, r *http.Request, f func(cid, id int64) error) {
 	cid, _ := pathInt(r, "cid")
 	id, ok := pathInt(r, "id")
 	if !ok {
 		writeError(w, http.StatusBadRequest, "", "document_id must be a positive integer")
 		return
 	}
-	if err := s.PurgeDocument(cid, id); err != nil {
+	if err := f(cid, id); err != nil {
 		writeError(w, http.StatusNotFound, "", "Document not found")
 		return
 	}

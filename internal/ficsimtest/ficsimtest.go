@@ -22,3 +22,17 @@ func Start(tb testing.TB, cfg ficsim.Config) (*ficsim.Server, *httptest.Server) 
 	tb.Cleanup(func() { srv.Close(); sim.Close() })
 	return sim, srv
 }
+
+// PayInFull pays every open installment of a document in the sandbox.
+func PayInFull(tb testing.TB, sim *ficsim.Server, cid, id int64) {
+	tb.Helper()
+	for {
+		m, err := sim.Pay(cid, id, ficsim.PaymentSpec{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if m["next_due_date"] == nil {
+			return
+		}
+	}
+}

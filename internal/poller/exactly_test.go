@@ -11,11 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/incasso-io/incasso/internal/events"
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
@@ -30,24 +31,10 @@ type stored struct {
 // order, and fails on a duplicated id or a docseq out of order.
 func (h *harness) events(doc int64) []stored {
 	h.t.Helper()
-	ctx := context.Background()
-	info, err := h.stream.Info(ctx)
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	var out []stored
 	ids := map[string]bool{}
 	last := map[int64]uint64{}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := h.stream.GetMsg(ctx, seq)
-		if err != nil {
-			continue
-		}
-		e, err := events.Decode(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		d, _ := events.ParseData(e)
+	h.each(func(e event.Event, d events.Data) {
 		s, _ := strconv.ParseUint(fmt.Sprint(e.Extensions()[events.SeqExtension]), 10, 64)
 		if ids[e.ID()] {
 			h.t.Errorf("event id %s stored twice", e.ID())
@@ -60,7 +47,7 @@ func (h *harness) events(doc int64) []stored {
 		if doc == 0 || d.Document.ID == doc {
 			out = append(out, stored{id: e.ID(), typ: e.Type(), doc: d.Document.ID, seq: s})
 		}
-	}
+	})
 	return out
 }
 
@@ -253,7 +240,7 @@ func TestRefusedSnapshotWritePublishesNothingAndLosesNothing(t *testing.T) {
 	}
 	h.refuseWrites(false)
 	h.refresh(id) // the retry of the notification
-	payInFull(t, h.sim, h.cid, id)
+	ficsimtest.PayInFull(t, h.sim, h.cid, id)
 	h.refresh(id)
 	if got := typesOf(h.events(id)); got != "invoice.created,invoice.paid" {
 		t.Fatalf("stream has %s, want invoice.created,invoice.paid", got)
@@ -301,7 +288,7 @@ func TestDeathAfterPublishThenChangeLosesNothing(t *testing.T) {
 	id := m["id"].(int64)
 	fs.fail.Store(true)
 	h.refresh(id) // published; clearing failed (logged, not an error)
-	payInFull(t, h.sim, h.cid, id)
+	ficsimtest.PayInFull(t, h.sim, h.cid, id)
 	_, _ = h.p.Refresh(context.Background(), h.src, h.cid, id) // dies again after publishing paid
 	must := func(_ map[string]any, err error) {
 		if err != nil {
@@ -436,7 +423,7 @@ func TestScanDeathBeforeBatchMarkLosesNothing(t *testing.T) {
 	h.scan()
 	open, _, _ := h.sim.InvoiceIDs(h.cid)
 	id := open[0]
-	payInFull(t, h.sim, h.cid, id)
+	ficsimtest.PayInFull(t, h.sim, h.cid, id)
 	fs.fail.Store(false)
 	h.p.Batches = real
 	h.scan()

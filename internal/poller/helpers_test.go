@@ -5,8 +5,6 @@ import (
 	"testing"
 
 	"github.com/shopspring/decimal"
-
-	"github.com/incasso-io/incasso/internal/ficsim"
 )
 
 type decimalT = decimal.Decimal
@@ -21,17 +19,3 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
 func testLogger(t *testing.T) *slog.Logger { return slog.New(slog.NewTextHandler(testWriter{t}, nil)) }
-
-// payInFull pays every open installment of a document in the sandbox.
-func payInFull(t *testing.T, sim *ficsim.Server, cid, id int64) {
-	t.Helper()
-	for {
-		m, err := sim.Pay(cid, id, ficsim.PaymentSpec{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m["next_due_date"] == nil {
-			return
-		}
-	}
-}

@@ -8,6 +8,7 @@ import (
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/fic/filter"
 	"github.com/incasso-io/incasso/internal/ficsim"
+	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/poller"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
@@ -51,7 +52,7 @@ func TestOpenOnlyScanDetectsPaymentsWithFewRequests(t *testing.T) {
 	// 40 invoices get paid in full between two scans.
 	before := len(h.published()["invoice.paid"])
 	for _, id := range open[:40] {
-		payInFull(t, h.sim, h.cid, id)
+		ficsimtest.PayInFull(t, h.sim, h.cid, id)
 	}
 	h.sim.ResetStats()
 	res, err := h.p.Scan(ctx, openOnly, h.cid, nil)

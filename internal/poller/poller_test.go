@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -113,11 +114,11 @@ func (h *harness) scan() poller.ScanResult {
 	return res
 }
 
-// published returns the events stored in the stream, by type.
-func (h *harness) published() map[string][]events.Data {
+// each calls f with every event stored in the stream, in order, and
+// checks it against the published JSON Schema.
+func (h *harness) each(f func(e event.Event, d events.Data)) {
 	h.t.Helper()
 	ctx := context.Background()
-	out := map[string][]events.Data{}
 	info, err := h.stream.Info(ctx)
 	if err != nil {
 		h.t.Fatal(err)
@@ -135,10 +136,16 @@ func (h *harness) published() map[string][]events.Data {
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		// Every real published event matches the published JSON Schema.
 		eventstest.Validate(h.t, h.schema, e.Data())
-		out[e.Type()] = append(out[e.Type()], d)
+		f(e, d)
 	}
+}
+
+// published returns the events stored in the stream, by type.
+func (h *harness) published() map[string][]events.Data {
+	h.t.Helper()
+	out := map[string][]events.Data{}
+	h.each(func(e event.Event, d events.Data) { out[e.Type()] = append(out[e.Type()], d) })
 	return out
 }
 
@@ -483,7 +490,7 @@ func TestSnapshotWrittenDuringScanIsDiffedNotOverwritten(t *testing.T) {
 		if _, err := h.p.Refresh(ctx, h.src, h.cid, id); err != nil {
 			t.Errorf("refresh: %v", err)
 		}
-		payInFull(t, h.sim, h.cid, id)
+		ficsimtest.PayInFull(t, h.sim, h.cid, id)
 	}}
 	h.scan()
 	got := h.published()

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -190,23 +189,8 @@ func TestPollerEndToEndWithWebhooks(t *testing.T) {
 	// Forged and replayed webhooks publish nothing.
 	before := len(streamEvents(t, js)["invoice.updated"])
 	forger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	sink := "http://" + httpAddr + "/webhooks/fic"
 	send := func(key *ecdsa.PrivateKey, id string) int {
-		tok, _ := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"jti": id, "iss": "https://api-v2.fattureincloud.it",
-			"sub": fmt.Sprintf("company:%d", cid), "aud": []string{sink}, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(), "aid": "ficsim-app"}).SignedString(key)
-		req, _ := http.NewRequest("POST", sink, strings.NewReader(fmt.Sprintf(`{"data":{"ids":[%d]}}`, open)))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		for k, v := range map[string]string{"ce-id": id, "ce-source": "https://api-v2.fattureincloud.it", "ce-specversion": "1.0",
-			"ce-type": "it.fattureincloud.webhooks.issued_documents.invoices.update", "ce-subject": fmt.Sprintf("company:%d", cid), "ce-time": time.Now().UTC().Format(time.RFC3339)} {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		return postWebhook(t, key, httpAddr, cid, id, []int64{open})
 	}
 	sim.ResetStats()
 	if code := send(forger, "1:forged"); code != http.StatusUnauthorized {

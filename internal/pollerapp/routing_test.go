@@ -21,10 +21,16 @@ import (
 var webhookSeq atomic.Int64
 
 // sendWebhook posts a genuine (signed) FIC notification about ids of
-// company cid to a poller's listener.
+// company cid to a poller's listener, with a new notification id.
 func sendWebhook(t *testing.T, key *ecdsa.PrivateKey, addr string, cid int64, ids []int64) int {
 	t.Helper()
-	id := fmt.Sprintf("%d:%d", time.Now().UnixNano(), webhookSeq.Add(1))
+	return postWebhook(t, key, addr, cid, fmt.Sprintf("%d:%d", time.Now().UnixNano(), webhookSeq.Add(1)), ids)
+}
+
+// postWebhook posts notification id about ids of company cid, its JWT
+// signed with key, to the poller listening on addr.
+func postWebhook(t *testing.T, key *ecdsa.PrivateKey, addr string, cid int64, id string, ids []int64) int {
+	t.Helper()
 	sink := "http://" + addr + "/webhooks/fic"
 	tok, _ := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"jti": id, "iss": "https://api-v2.fattureincloud.it",
 		"sub": fmt.Sprintf("company:%d", cid), "aud": []string{sink}, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(), "aid": "ficsim-app"}).SignedString(key)

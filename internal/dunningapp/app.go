@@ -197,7 +197,11 @@ func (m *Main) Run(ctx context.Context) error {
 			_, err := js.PublishMsg(ctx, dl)
 			return err
 		}},
-		Dispatch: func(msg jetstream.Msg, handle func()) { lanes.submit(laneKey(msg.Headers()), handle) },
+		Dispatch: func(msg jetstream.Msg, handle func()) {
+			if !lanes.submit(laneKey(msg.Headers()), handle) {
+				_ = msg.Nak() // stopping: another replica, or the next start, takes it
+			}
+		},
 	}
 	evCC, err := evConsumer.Start(ctx, work, js, natsrv.Retry, func(ctx context.Context, msg jetstream.Msg) error {
 		e, err := events.Decode(&nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
@@ -280,6 +284,8 @@ func (m *Main) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.StopGrace)
 		defer cancel()
 		settle.Drain(sctx, evCC, tmCC)
+		evCC.Stop() // a drain cut short by its deadline (NATS unreachable) must not deliver into closed lanes
+		tmCC.Stop()
 		lanes.close()
 		return nil
 	}, func(error) { close(stopConsumers) })

@@ -12,9 +12,11 @@ import (
 // sequential KV round trips, so handling one event at a time left the
 // process waiting on the network most of the time.
 type lanes struct {
-	seed maphash.Seed
-	work []chan func()
-	wg   sync.WaitGroup
+	seed   maphash.Seed
+	work   []chan func()
+	wg     sync.WaitGroup
+	mu     sync.RWMutex // submit (read) against close (write)
+	closed bool
 }
 
 // newLanes starts n lanes, each with a small queue: when a lane is full,
@@ -34,16 +36,29 @@ func newLanes(n int) *lanes {
 	return l
 }
 
-// submit queues f on the lane of key.
-func (l *lanes) submit(key string, f func()) {
+// submit queues f on the lane of key. It reports false, without queueing,
+// once the lanes are closed (a consumer that outlived its drain: the caller
+// hands the message back).
+func (l *lanes) submit(key string, f func()) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return false
+	}
 	l.work[maphash.String(l.seed, key)%uint64(len(l.work))] <- f
+	return true
 }
 
-// close runs what is queued and returns when every lane is done. Nothing
-// may be submitted after it.
+// close runs what is queued and returns when every lane is done; later
+// submissions are refused. It is safe to call more than once.
 func (l *lanes) close() {
-	for _, c := range l.work {
-		close(c)
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		for _, c := range l.work {
+			close(c)
+		}
 	}
+	l.mu.Unlock()
 	l.wg.Wait()
 }

@@ -96,3 +96,22 @@ func TestLaneKeyIsTheDocument(t *testing.T) {
 		t.Errorf("another company shares key %q", k)
 	}
 }
+
+// A consumer that outlives its drain (NATS unreachable at stop) cannot
+// submit into closed lanes: submit refuses, and the caller hands the
+// message back (it used to panic: send on closed channel).
+func TestSubmitAfterCloseIsRefused(t *testing.T) {
+	l := newLanes(2)
+	ran := 0
+	if !l.submit("a", func() { ran++ }) {
+		t.Fatal("refused before close")
+	}
+	l.close()
+	if l.submit("a", func() { ran++ }) {
+		t.Fatal("accepted after close")
+	}
+	l.close() // twice is fine
+	if ran != 1 {
+		t.Fatalf("ran %d", ran)
+	}
+}

@@ -91,12 +91,8 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /_sim/companies/{cid}/documents/{id}/restore", func(w http.ResponseWriter, r *http.Request) {
 		if cid, id, ok := ids(w, r); ok {
-			d, err := s.RestoreDocument(cid, id)
-			if err != nil {
-				adminErr(w, err)
-				return
-			}
-			reply(w, renderDetailed(d), nil)
+			v, err := s.RestoreDocument(cid, id)
+			reply(w, v, err)
 		}
 	})
 	mux.HandleFunc("GET /_sim/companies/{cid}/history", func(w http.ResponseWriter, r *http.Request) {

@@ -14,8 +14,9 @@ import (
 // assumption a receiver must cope with anyway, and the poller's scans
 // reconcile a recovery without any webhook.
 
-// RestoreDocument moves a document back from the bin, as FIC's "recover".
-func (s *Server) RestoreDocument(cid, id int64) (*Document, error) {
+// RestoreDocument moves a document back from the bin, as FIC's "recover",
+// and returns it in detailed form.
+func (s *Server) RestoreDocument(cid, id int64) (map[string]any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, err := s.companyLocked(cid)
@@ -32,7 +33,7 @@ func (s *Server) RestoreDocument(cid, id int64) (*Document, error) {
 	c.put(next)
 	s.recordLocked(c, id, "restore", next)
 	s.notifyLocked(c, next.Type, "create", id)
-	return next, nil
+	return renderDetailed(next), nil
 }
 
 // PurgeDocument deletes a document from the bin for good.

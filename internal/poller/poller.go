@@ -118,11 +118,11 @@ func (p *Poller) Apply(ctx context.Context, cid, id int64, curr *rcv.Invoice) (i
 
 // apply retries applyOnce on lost compare-and-set. After a lost write the
 // timer is set again even if the stored snapshot says it is right: the
-// losing attempt may have replaced it. fired says the document's timer has
-// just fired (so none is set).
-func (p *Poller) apply(ctx context.Context, cid, id int64, curr *rcv.Invoice, fired bool) (int, error) {
+// losing attempt may have replaced it. forceTimer asks for that from the
+// first attempt (a page whose timer batch went out before its write lost).
+func (p *Poller) apply(ctx context.Context, cid, id int64, curr *rcv.Invoice, forceTimer bool) (int, error) {
 	for attempt := 0; attempt < maxCASRetries; attempt++ {
-		n, err := p.applyOnce(ctx, cid, id, curr, fired || attempt > 0)
+		n, err := p.applyOnce(ctx, cid, id, curr, forceTimer || attempt > 0)
 		if !errors.Is(err, rcv.ErrConflict) {
 			return n, err
 		}
@@ -193,24 +193,36 @@ func (p *Poller) applyOnce(ctx context.Context, cid, id int64, curr *rcv.Invoice
 	return len(changes), nil
 }
 
-// recover publishes the pending transitions of a stored snapshot and
-// clears them from prev (the next write of the document saves it without
-// them). It reports whether there were any.
-func (p *Poller) recover(ctx context.Context, cid, id int64, prev *rcv.Snapshot) (bool, error) {
+// unsettled clears the pending transitions of a stored snapshot from prev
+// (the next write of the document saves it without them) and returns those
+// that must be published again: none when their batch is known published.
+func (p *Poller) unsettled(ctx context.Context, prev *rcv.Snapshot) ([]rcv.Change, error) {
 	if len(prev.Pending) == 0 {
-		return false, nil
+		return nil, nil
 	}
-	if ok, err := p.settled(ctx, prev); err != nil {
+	ok, err := p.settled(ctx, prev)
+	if err != nil {
+		return nil, err
+	}
+	var again []rcv.Change
+	if !ok {
+		again = prev.PendingChanges()
+	}
+	prev.Pending, prev.Batch = nil, ""
+	return again, nil
+}
+
+// recover publishes again what unsettled returns for one document and
+// reports whether there was any.
+func (p *Poller) recover(ctx context.Context, cid, id int64, prev *rcv.Snapshot) (bool, error) {
+	again, err := p.unsettled(ctx, prev)
+	if err != nil || len(again) == 0 {
 		return false, err
-	} else if ok {
-		prev.Pending, prev.Batch = nil, "" // published with their page
-		return false, nil
 	}
-	if err := p.Publisher.Publish(ctx, prev.PendingChanges()); err != nil {
+	if err := p.Publisher.Publish(ctx, again); err != nil {
 		return false, fmt.Errorf("poller: re-publish pending transitions of %d/%d: %w", cid, id, err)
 	}
-	p.log().Info("pending transitions re-published", "company_id", cid, "document_id", id, "count", len(prev.Pending))
-	prev.Pending, prev.Batch = nil, ""
+	p.log().Info("pending transitions re-published", "company_id", cid, "document_id", id, "count", len(again))
 	return true, nil
 }
 
@@ -430,18 +442,11 @@ func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, s
 	var recovered []rcv.Change
 	for i := range docs {
 		d := &docs[i]
-		if len(d.prev.Pending) == 0 {
-			continue
-		}
-		ok, err := p.settled(ctx, &d.prev)
+		again, err := p.unsettled(ctx, &d.prev)
 		if err != nil {
 			return 0, err
 		}
-		if !ok {
-			recovered = append(recovered, d.prev.PendingChanges()...)
-			d.recovered = true
-		}
-		d.prev.Pending, d.prev.Batch = nil, ""
+		recovered, d.recovered = append(recovered, again...), len(again) > 0
 	}
 	if err := p.Publisher.Publish(ctx, recovered); err != nil {
 		return 0, fmt.Errorf("poller: re-publish pending transitions of company %d: %w", cid, err)

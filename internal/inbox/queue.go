@@ -194,17 +194,6 @@ func (q *Queue) Add(m Msg, cid int64, ids []int64) {
 	q.signal()
 }
 
-// Pending returns how many notifications are held and how many documents
-// wait for a fetch (metrics, tests).
-func (q *Queue) Pending() (notifications, documents int) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for _, c := range q.comps {
-		documents += len(c.docs)
-	}
-	return len(q.held), documents
-}
-
 // job is what a worker takes: one document, or a batch of one company.
 type job struct {
 	c   *company

@@ -2,25 +2,19 @@ package poller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
-// ConfirmSource is what ReleaseHeld asks before deleting: the document's
-// current state (ErrNotFound: it is gone).
-type ConfirmSource interface {
-	Invoice(ctx context.Context, companyID, id int64) (rcv.Invoice, error)
-}
-
 // DeleteGuard holds the deletions of a complete scan that would announce
 // more than Share of a company's stored documents deleted at once (and at
 // least Min of them): that is what a lost scope or a FIC bug looks like (a
 // 200 with an empty list and 404s), not a person at work. Held deletions
 // raise an alert and wait for Scans more complete scans that agree, or for
-// an operator's confirmation (ReleaseHeld).
+// an operator's confirmation (DeletionHold.Confirmed, set by `poller deletions
+// confirm`; the next complete scan then announces what it confirms again).
 type DeleteGuard struct {
 	Share float64 // default 0.2; negative disables the guard
 	Min   int     // default 3
@@ -99,36 +93,6 @@ func (p *Poller) guardDeletions(ctx context.Context, cid int64, confirmed []int6
 	}
 	slices.Sort(release)
 	return release, nil
-}
-
-// ReleaseHeld announces the deletions held for a company (an operator
-// confirmed them): each is confirmed against the source once more (bin,
-// else a GET), then applied. It returns how many were deleted.
-func (p *Poller) ReleaseHeld(ctx context.Context, src ConfirmSource, cid int64) (int, error) {
-	if p.Holds == nil {
-		return 0, nil
-	}
-	hold, rev, err := p.Holds.Get(ctx, cid)
-	if err != nil || rev == 0 {
-		return 0, err
-	}
-	n := 0
-	for _, id := range hold.IDs {
-		if src != nil {
-			_, err := src.Invoice(ctx, cid, id)
-			if err == nil {
-				continue // it exists after all: nothing to delete
-			}
-			if !errors.Is(err, rcv.ErrNotFound) {
-				return n, fmt.Errorf("poller: confirm deletion of %d/%d: %w", cid, id, err)
-			}
-		}
-		if _, err := p.Apply(ctx, cid, id, nil); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, p.Holds.Delete(ctx, cid, rev)
 }
 
 // intersect returns the ids of sorted a that are in b.

@@ -90,17 +90,18 @@ func (s *Cases) List(ctx context.Context, cid int64) ([]dunning.Case, error) {
 	if cid != 0 {
 		filter = strconv.FormatInt(cid, 10) + ".*"
 	}
-	l, err := s.KV.ListKeysFiltered(ctx, filter)
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
-	}
+	keys, err := listKeys(ctx, s.KV, filter)
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: list cases: %w", err)
 	}
 	var out []dunning.Case
-	for k := range l.Keys() {
+	for _, k := range keys {
 		var c dunning.Case
-		if rev, err := getJSON(ctx, s.KV, k, &c); err == nil && rev > 0 {
+		rev, err := getJSON(ctx, s.KV, k, &c)
+		if err != nil {
+			return nil, fmt.Errorf("kvstore: list cases: %w", err)
+		}
+		if rev > 0 { // deleted since it was listed
 			out = append(out, c)
 		}
 	}

@@ -81,14 +81,11 @@ func (h *Holds) Delete(ctx context.Context, cid int64, rev uint64) error {
 // List implements receivables.HoldStore.
 func (h *Holds) List(ctx context.Context) (map[int64]rcv.DeletionHold, error) {
 	out := map[int64]rcv.DeletionHold{}
-	lister, err := h.KV.ListKeys(ctx)
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return out, nil
-	}
+	keys, err := listKeys(ctx, h.KV)
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: list holds: %w", err)
 	}
-	for k := range lister.Keys() {
+	for _, k := range keys {
 		cid, err := strconv.ParseInt(k, 10, 64)
 		if err != nil {
 			continue

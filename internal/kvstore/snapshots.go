@@ -172,15 +172,12 @@ func (s *Snapshots) Delete(ctx context.Context, cid, id int64, snap rcv.Snapshot
 // IDs implements receivables.SnapshotStore.
 func (s *Snapshots) IDs(ctx context.Context, cid int64) ([]int64, error) {
 	prefix := strconv.FormatInt(cid, 10) + "."
-	lister, err := s.KV.ListKeysFiltered(ctx, prefix+"*")
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
-	}
+	keys, err := listKeys(ctx, s.KV, prefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: list snapshots of %d: %w", cid, err)
 	}
 	var ids []int64
-	for k := range lister.Keys() {
+	for _, k := range keys {
 		id, err := strconv.ParseInt(strings.TrimPrefix(k, prefix), 10, 64)
 		if err == nil {
 			ids = append(ids, id)

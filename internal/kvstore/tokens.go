@@ -147,16 +147,9 @@ func (t *Tokens) Put(ctx context.Context, key string, c Connection, rev uint64) 
 
 // Connections lists the stored connection names.
 func (t *Tokens) Connections(ctx context.Context) ([]string, error) {
-	l, err := t.KV.ListKeys(ctx)
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
-	}
+	out, err := listKeys(ctx, t.KV)
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: list connections: %w", err)
-	}
-	var out []string
-	for k := range l.Keys() {
-		out = append(out, k)
 	}
 	return out, nil
 }

@@ -70,7 +70,7 @@ func startStack(t *testing.T, natsURL string, seed uint64, js jetstream.JetStrea
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelError}))
+	logs := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, run := range []func(context.Context) error{
@@ -88,8 +88,8 @@ func startStack(t *testing.T, natsURL string, seed uint64, js jetstream.JetStrea
 	t.Cleanup(func() { cancel(); wg.Wait(); catcher.Close() })
 	docs, _ := sim.Documents(st.cid)
 	for _, d := range docs {
-		if d["type"] == "invoice" && d["next_due_date"] != nil {
-			st.open = append(st.open, d["id"].(int64))
+		if d.Type == "invoice" && d.Open() {
+			st.open = append(st.open, d.ID)
 		}
 	}
 	if len(st.open) < 16 {

@@ -320,13 +320,13 @@ func activity(ctx context.Context, sim *ficsim.Server, out io.Writer) {
 		docs, _ := sim.Documents(cid)
 		var open []int64
 		for _, d := range docs {
-			if d["type"] == "invoice" && d["next_due_date"] != nil {
-				open = append(open, d["id"].(int64))
+			if d.Type == "invoice" && d.Open() {
+				open = append(open, d.ID)
 			}
 		}
 		if r.IntN(3) == 0 || len(open) == 0 {
 			if m, err := sim.CreateDocument(cid, ficsim.NewDocument{}); err == nil {
-				fmt.Fprintf(out, "  + ficsim: new invoice %v for company %d\n", m["id"], cid)
+				fmt.Fprintf(out, "  + ficsim: new invoice %d for company %d\n", m.ID, cid)
 			}
 			continue
 		}

@@ -339,7 +339,7 @@ func run() error {
 			if err != nil {
 				continue
 			}
-			id, typ = m["id"].(int64), "invoice.created"
+			id, typ = m.ID, "invoice.created"
 		case k < 60 && len(open) > 0:
 			id = open[r.IntN(len(open))]
 			m, err := sim.Pay(cid, id, ficsim.PaymentSpec{})
@@ -347,7 +347,7 @@ func run() error {
 				continue
 			}
 			typ = "invoice.partially_paid"
-			if allPaid(m) {
+			if !m.Open() {
 				typ = "invoice.paid"
 			}
 		case k < 80 && len(open) > 0:
@@ -411,7 +411,7 @@ func run() error {
 				continue
 			}
 			typ := "invoice.partially_paid"
-			if allPaid(m) {
+			if !m.Open() {
 				typ = "invoice.paid"
 			}
 			sn.mu.Lock()
@@ -489,15 +489,6 @@ func run() error {
 	fmt.Printf("  a cron that fits FIC's 40,000/month at 50%% can scan every %.0f min: detection p50 %.0f min\n",
 		float64(pages)/(20000.0/720)*60, float64(pages)/(20000.0/720)*60/2)
 	return nil
-}
-
-func allPaid(m map[string]any) bool {
-	for _, p := range m["payments_list"].([]map[string]any) {
-		if p["status"] != "paid" {
-			return false
-		}
-	}
-	return true
 }
 
 func countCreated(ctx context.Context, js jetstream.JetStream) (int, error) {

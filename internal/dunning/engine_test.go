@@ -204,7 +204,7 @@ func (e *env) invoice(t *testing.T, due string, clientID int64) rcv.Invoice {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := e.src.Invoice(context.Background(), e.cid, m["id"].(int64))
+	inv, err := e.src.Invoice(context.Background(), e.cid, m.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +338,7 @@ func TestGroupingOneMessagePerClient(t *testing.T) {
 	e := newEnv(t)
 	e.clk.Set(rome("2027-01-04 10:00"))
 	docs, _ := e.sim.Documents(e.cid)
-	client := docs[0]["entity"].(map[string]any)["id"].(int64)
+	client := docs[0].Client.ID
 	a := e.invoice(t, "2027-01-15", client)
 	b := e.invoice(t, "2027-01-15", client)
 	e.wake(t, "2027-01-12 09:00", a.ID)
@@ -552,7 +552,7 @@ func TestBurstWaitsForQuietThenGroups(t *testing.T) {
 	e.eng.GroupDelay = time.Minute
 	ctx := context.Background()
 	docs, _ := e.sim.Documents(e.cid)
-	client := docs[0]["entity"].(map[string]any)["id"].(int64)
+	client := docs[0].Client.ID
 	e.clk.Set(rome("2027-01-12 10:00")) // courtesy day of invoices due 2027-01-15
 	a := e.invoice(t, "2027-01-15", client)
 	ca, _, _ := e.eng.Cases.Get(ctx, e.cid, a.ID)

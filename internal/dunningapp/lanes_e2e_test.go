@@ -35,7 +35,7 @@ func TestEveryDueInvoiceGroupedOnceWhateverTheLanes(t *testing.T) {
 			docs, _ := sim.Documents(cid)
 			var clients []int64
 			for _, d := range docs {
-				id := d["entity"].(map[string]any)["id"].(int64)
+				id := d.Client.ID
 				if len(clients) < 3 && !containsID(clients, id) {
 					clients = append(clients, id)
 				}
@@ -48,7 +48,7 @@ func TestEveryDueInvoiceGroupedOnceWhateverTheLanes(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						want[d["id"].(int64)] = c
+						want[d.ID] = c
 					}
 				}
 			}
@@ -114,7 +114,7 @@ func TestEveryDueInvoiceGroupedOnceWhateverTheLanes(t *testing.T) {
 			}
 			docs, _ = sim.Documents(cid)
 			for _, d := range docs {
-				c, _, err := cases.Get(ctx, cid, d["id"].(int64))
+				c, _, err := cases.Get(ctx, cid, d.ID)
 				if err != nil {
 					t.Fatal(err)
 				}

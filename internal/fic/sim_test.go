@@ -44,16 +44,16 @@ func simClient(t *testing.T, base string, creds fic.Credentials) *fic.Client {
 }
 
 // groundTruth returns the live documents of a type, by id.
-func groundTruth(t *testing.T, sim *ficsim.Server, cid int64, typ string) map[int64]map[string]any {
+func groundTruth(t *testing.T, sim *ficsim.Server, cid int64, typ string) map[int64]ficsim.Document {
 	t.Helper()
 	docs, err := sim.Documents(cid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[int64]map[string]any{}
+	out := map[int64]ficsim.Document{}
 	for _, d := range docs {
-		if d["type"] == typ {
-			out[d["id"].(int64)] = d
+		if d.Type == typ {
+			out[d.ID] = d
 		}
 	}
 	return out
@@ -96,12 +96,12 @@ func TestFullScanAgainstSim(t *testing.T) {
 				t.Error("not sorted by id")
 			}
 			for _, d := range docs {
-				tr := truth[d.ID]
-				if tr == nil {
+				tr, ok := truth[d.ID]
+				if !ok {
 					t.Fatalf("doc %d not in truth", d.ID)
 				}
-				if d.AmountGross.Decimal.String() != decimal.RequireFromString(string(tr["amount_gross"].(interface{ String() string }).String())).String() {
-					t.Errorf("doc %d gross %s vs %v", d.ID, d.AmountGross.Decimal, tr["amount_gross"])
+				if !d.AmountGross.Decimal.Equal(tr.Gross) {
+					t.Errorf("doc %d gross %s vs %s", d.ID, d.AmountGross.Decimal, tr.Gross)
 				}
 				if len(d.PaymentsList) == 0 || d.Entity == nil || d.Entity.VATNumber == "" {
 					t.Fatalf("doc %d: detailed fields missing: %+v", d.ID, d)
@@ -133,7 +133,7 @@ func TestFilterAndFieldsAgainstSim(t *testing.T) {
 	truth := groundTruth(t, sim, cid, "invoice")
 	wantOpen := 0
 	for _, d := range truth {
-		if d["next_due_date"] != nil {
+		if d.Open() {
 			wantOpen++
 		}
 	}
@@ -446,7 +446,7 @@ func TestWebhookDeliveryAndVerification(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			id := inv["id"].(int64)
+			id := inv.ID
 			if _, err := sim.Pay(cid, id, ficsim.PaymentSpec{}); err != nil {
 				t.Fatal(err)
 			}

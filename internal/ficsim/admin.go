@@ -58,16 +58,16 @@ func (s *Server) InvoiceIDs(cid int64) (open, paid []int64, err error) {
 
 // Documents returns the ground truth: every live document of a company in
 // detailed form, ordered by id.
-func (s *Server) Documents(cid int64) ([]map[string]any, error) {
+func (s *Server) Documents(cid int64) ([]Document, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, err := s.companyLocked(cid)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]map[string]any, 0, len(c.order))
+	out := make([]Document, 0, len(c.order))
 	for _, id := range c.order {
-		out = append(out, renderDetailed(c.docs[id]))
+		out = append(out, c.docs[id].snapshot())
 	}
 	return out, nil
 }

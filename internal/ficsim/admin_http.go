@@ -17,14 +17,6 @@ import (
 // ---- HTTP admin API under /_sim/ ----
 
 func (s *Server) adminRoutes(mux *http.ServeMux) {
-	adminErr := func(w http.ResponseWriter, err error) {
-		switch {
-		case errors.Is(err, ErrNoCompany), errors.Is(err, ErrNoDocument):
-			writeError(w, http.StatusNotFound, "", err.Error())
-		default:
-			writeError(w, http.StatusBadRequest, "", err.Error())
-		}
-	}
 	decode := func(w http.ResponseWriter, r *http.Request, v any) bool {
 		if r.ContentLength == 0 {
 			return true
@@ -46,13 +38,6 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		}
 		return cid, id, true
 	}
-	reply := func(w http.ResponseWriter, v any, err error) {
-		if err != nil {
-			adminErr(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"data": v})
-	}
 
 	mux.HandleFunc("GET /_sim/companies", func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -67,21 +52,25 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /_sim/companies/{cid}/documents", func(w http.ResponseWriter, r *http.Request) {
 		if cid, _, ok := ids(w, r); ok {
 			v, err := s.Documents(cid)
-			reply(w, v, err)
+			out := make([]map[string]any, len(v))
+			for i := range v {
+				out[i] = renderDetailed(&v[i])
+			}
+			reply(w, out, err)
 		}
 	})
 	mux.HandleFunc("POST /_sim/companies/{cid}/documents", func(w http.ResponseWriter, r *http.Request) {
 		var nd NewDocument
 		if cid, _, ok := ids(w, r); ok && decode(w, r, &nd) {
 			v, err := s.CreateDocument(cid, nd)
-			reply(w, v, err)
+			replyDoc(w, v, err)
 		}
 	})
 	mux.HandleFunc("PATCH /_sim/companies/{cid}/documents/{id}", func(w http.ResponseWriter, r *http.Request) {
 		var u DocumentUpdate
 		if cid, id, ok := ids(w, r); ok && decode(w, r, &u) {
 			v, err := s.UpdateDocument(cid, id, u)
-			reply(w, v, err)
+			replyDoc(w, v, err)
 		}
 	})
 	mux.HandleFunc("DELETE /_sim/companies/{cid}/documents/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -92,7 +81,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /_sim/companies/{cid}/documents/{id}/restore", func(w http.ResponseWriter, r *http.Request) {
 		if cid, id, ok := ids(w, r); ok {
 			v, err := s.RestoreDocument(cid, id)
-			reply(w, v, err)
+			replyDoc(w, v, err)
 		}
 	})
 	mux.HandleFunc("GET /_sim/companies/{cid}/history", func(w http.ResponseWriter, r *http.Request) {
@@ -119,7 +108,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		var ps PaymentSpec
 		if cid, id, ok := ids(w, r); ok && decode(w, r, &ps) {
 			v, err := s.Pay(cid, id, ps)
-			reply(w, v, err)
+			replyDoc(w, v, err)
 		}
 	})
 	mux.HandleFunc("POST /_sim/companies/{cid}/documents/{id}/reverse", func(w http.ResponseWriter, r *http.Request) {
@@ -128,7 +117,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		}
 		if cid, id, ok := ids(w, r); ok && decode(w, r, &body) {
 			v, err := s.Reverse(cid, id, body.Installment)
-			reply(w, v, err)
+			replyDoc(w, v, err)
 		}
 	})
 	mux.HandleFunc("POST /_sim/companies/{cid}/documents/{id}/due_date", func(w http.ResponseWriter, r *http.Request) {
@@ -138,7 +127,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		}
 		if cid, id, ok := ids(w, r); ok && decode(w, r, &body) {
 			v, err := s.SetDueDate(cid, id, body.Installment, body.DueDate)
-			reply(w, v, err)
+			replyDoc(w, v, err)
 		}
 	})
 	mux.HandleFunc("POST /_sim/companies/{cid}/scan_fault", func(w http.ResponseWriter, r *http.Request) {
@@ -248,4 +237,32 @@ func (s *Server) WebhookPublicKeyPEM() (string, error) {
 		return "", err
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), nil
+}
+
+// replyDoc answers with a document in FIC's detailed form, or the error.
+func replyDoc(w http.ResponseWriter, d Document, err error) {
+	if err != nil {
+		reply(w, nil, err)
+		return
+	}
+	reply(w, renderDetailed(&d), nil)
+}
+
+// reply answers {"data": v}, or the error.
+func reply(w http.ResponseWriter, v any, err error) {
+	if err != nil {
+		adminErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": v})
+}
+
+// adminErr answers 404 for an unknown company or document, else 400.
+func adminErr(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrNoCompany), errors.Is(err, ErrNoDocument):
+		writeError(w, http.StatusNotFound, "", err.Error())
+	default:
+		writeError(w, http.StatusBadRequest, "", err.Error())
+	}
 }

@@ -16,16 +16,16 @@ import (
 
 // RestoreDocument moves a document back from the bin, as FIC's "recover",
 // and returns it in detailed form.
-func (s *Server) RestoreDocument(cid, id int64) (map[string]any, error) {
+func (s *Server) RestoreDocument(cid, id int64) (Document, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, err := s.companyLocked(cid)
 	if err != nil {
-		return nil, err
+		return Document{}, err
 	}
 	d, ok := c.bin[id]
 	if !ok {
-		return nil, fmt.Errorf("%w: %d is not in the bin of company %d", ErrNoDocument, id, cid)
+		return Document{}, fmt.Errorf("%w: %d is not in the bin of company %d", ErrNoDocument, id, cid)
 	}
 	next := d.clone()
 	next.UpdatedAt = s.nowLocked()
@@ -33,7 +33,7 @@ func (s *Server) RestoreDocument(cid, id int64) (map[string]any, error) {
 	c.put(next)
 	s.recordLocked(c, id, "restore", next)
 	s.notifyLocked(c, next.Type, "create", id)
-	return renderDetailed(next), nil
+	return next.snapshot(), nil
 }
 
 // PurgeDocument deletes a document from the bin for good.

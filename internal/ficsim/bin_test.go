@@ -19,7 +19,7 @@ func TestBinRecoverAndDeleteAndHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := m["id"].(int64)
+	id := m.ID
 	base := fmt.Sprintf("%s/c/%d", srv.URL, cid)
 	tok := sim.Token()
 	if err := sim.DeleteDocument(cid, id); err != nil {

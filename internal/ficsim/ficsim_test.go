@@ -63,33 +63,33 @@ func TestRealisticData(t *testing.T) {
 	docs, _ := sim.Documents(sim.CompanyIDs()[0])
 	var overdue, dueSoon, paid, credit, multi, pa int
 	for _, d := range docs {
-		e := d["entity"].(map[string]any)
-		if e["country_iso"] == "IT" {
-			if !ficsim.ValidVATNumber(e["vat_number"].(string)) {
-				t.Errorf("invalid VAT number %v", e["vat_number"])
+		e := d.Client
+		if e.CountryISO == "IT" {
+			if !ficsim.ValidVATNumber(e.VATNumber) {
+				t.Errorf("invalid VAT number %v", e.VATNumber)
 			}
-			if !ficsim.ValidTaxCode(e["tax_code"].(string)) {
-				t.Errorf("invalid tax code %v", e["tax_code"])
+			if !ficsim.ValidTaxCode(e.TaxCode) {
+				t.Errorf("invalid tax code %v", e.TaxCode)
 			}
-			if !strings.Contains(e["certified_email"].(string), "pec") {
-				t.Errorf("PEC %v", e["certified_email"])
+			if !strings.Contains(e.PEC, "pec") {
+				t.Errorf("PEC %v", e.PEC)
 			}
 		}
-		if d["type"] == "credit_note" {
+		if d.Type == "credit_note" {
 			credit++
 			continue
 		}
-		if d["use_split_payment"] == true {
+		if d.SplitPayment {
 			pa++
 		}
-		pl := d["payments_list"].([]map[string]any)
+		pl := d.Payments
 		if len(pl) > 1 {
 			multi++
 		}
 		for _, p := range pl {
-			due := p["due_date"].(string)
+			due := p.DueDate
 			switch {
-			case p["status"] == "paid":
+			case p.Status == "paid":
 				paid++
 			case due < "2026-11-24":
 				overdue++

@@ -54,18 +54,18 @@ type NewDocument struct {
 }
 
 // CreateDocument adds an invoice or credit note and notifies webhooks.
-func (s *Server) CreateDocument(cid int64, nd NewDocument) (map[string]any, error) {
+func (s *Server) CreateDocument(cid int64, nd NewDocument) (Document, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, err := s.companyLocked(cid)
 	if err != nil {
-		return nil, err
+		return Document{}, err
 	}
 	today := s.nowLocked().In(rome)
 	date := today
 	if nd.Date != "" {
 		if date, err = time.ParseInLocation(time.DateOnly, nd.Date, rome); err != nil {
-			return nil, fmt.Errorf("%w: date %q", ErrBadRequest, nd.Date)
+			return Document{}, fmt.Errorf("%w: date %q", ErrBadRequest, nd.Date)
 		}
 	}
 	var d *Document
@@ -75,7 +75,7 @@ func (s *Server) CreateDocument(cid int64, nd NewDocument) (map[string]any, erro
 		if nd.ClientID != 0 {
 			i := slices.IndexFunc(c.Clients, func(x Client) bool { return x.ID == nd.ClientID })
 			if i < 0 {
-				return nil, fmt.Errorf("%w: no client %d", ErrBadRequest, nd.ClientID)
+				return Document{}, fmt.Errorf("%w: no client %d", ErrBadRequest, nd.ClientID)
 			}
 			cl = c.Clients[i]
 		}
@@ -83,7 +83,7 @@ func (s *Server) CreateDocument(cid int64, nd NewDocument) (map[string]any, erro
 		if nd.AmountNet != nil || nd.VATRate != nil || nd.Installments > 0 || len(nd.DueDates) > 0 {
 			if err := s.reprice(d, nd.AmountNet, nd.VATRate, max(nd.Installments, len(nd.DueDates)), nd.DueDates); err != nil {
 				c.remove(d.ID)
-				return nil, err
+				return Document{}, err
 			}
 		}
 	case "credit_note":
@@ -97,16 +97,16 @@ func (s *Server) CreateDocument(cid int64, nd NewDocument) (map[string]any, erro
 			}
 		}
 		if inv == nil {
-			return nil, fmt.Errorf("%w: no invoice to credit", ErrBadRequest)
+			return Document{}, fmt.Errorf("%w: no invoice to credit", ErrBadRequest)
 		}
 		d = s.newCreditNote(s.rnd, c, inv, today)
 	default:
-		return nil, fmt.Errorf("%w: type %q", ErrBadRequest, nd.Type)
+		return Document{}, fmt.Errorf("%w: type %q", ErrBadRequest, nd.Type)
 	}
 	d.CreatedAt, d.UpdatedAt = s.nowLocked(), s.nowLocked()
 	s.recordLocked(c, d.ID, "create", d)
 	s.notifyLocked(c, d.Type, "create", d.ID)
-	return renderDetailed(d), nil
+	return d.snapshot(), nil
 }
 
 // reprice sets amounts and installments of d.
@@ -169,7 +169,7 @@ type DocumentUpdate struct {
 }
 
 // UpdateDocument applies u and notifies webhooks.
-func (s *Server) UpdateDocument(cid, id int64, u DocumentUpdate) (map[string]any, error) {
+func (s *Server) UpdateDocument(cid, id int64, u DocumentUpdate) (Document, error) {
 	return s.mutate(cid, id, func(c *company, d *Document) error {
 		if u.ClientID != 0 {
 			i := slices.IndexFunc(c.Clients, func(x Client) bool { return x.ID == u.ClientID })
@@ -197,22 +197,22 @@ func (s *Server) UpdateDocument(cid, id int64, u DocumentUpdate) (map[string]any
 	})
 }
 
-func (s *Server) mutate(cid, id int64, f func(*company, *Document) error) (map[string]any, error) {
+func (s *Server) mutate(cid, id int64, f func(*company, *Document) error) (Document, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, d, err := s.docLocked(cid, id)
 	if err != nil {
-		return nil, err
+		return Document{}, err
 	}
 	next := d.clone()
 	if err := f(c, next); err != nil {
-		return nil, err
+		return Document{}, err
 	}
 	next.UpdatedAt = s.nowLocked()
 	c.docs[id] = next
 	s.recordLocked(c, id, "update", next)
 	s.notifyLocked(c, next.Type, "update", id)
-	return renderDetailed(next), nil
+	return next.snapshot(), nil
 }
 
 func (s *Server) installment(d *Document, idx *int, wantStatus string) (int, error) {
@@ -239,7 +239,7 @@ type PaymentSpec struct {
 
 // Pay marks an installment paid. A partial amount splits the installment,
 // as FIC does: a paid part and an unpaid remainder with the same due date.
-func (s *Server) Pay(cid, id int64, ps PaymentSpec) (map[string]any, error) {
+func (s *Server) Pay(cid, id int64, ps PaymentSpec) (Document, error) {
 	return s.mutate(cid, id, func(c *company, d *Document) error {
 		i, err := s.installment(d, ps.Installment, "not_paid")
 		if err != nil {
@@ -274,7 +274,7 @@ func (s *Server) Pay(cid, id int64, ps PaymentSpec) (map[string]any, error) {
 }
 
 // Reverse marks a paid installment reversed (e.g. a bounced RiBa).
-func (s *Server) Reverse(cid, id int64, idx *int) (map[string]any, error) {
+func (s *Server) Reverse(cid, id int64, idx *int) (Document, error) {
 	return s.mutate(cid, id, func(c *company, d *Document) error {
 		i, err := s.installment(d, idx, "paid")
 		if err != nil {
@@ -289,7 +289,7 @@ func (s *Server) Reverse(cid, id int64, idx *int) (map[string]any, error) {
 }
 
 // SetDueDate moves an installment's due date.
-func (s *Server) SetDueDate(cid, id int64, idx int, due string) (map[string]any, error) {
+func (s *Server) SetDueDate(cid, id int64, idx int, due string) (Document, error) {
 	return s.mutate(cid, id, func(c *company, d *Document) error {
 		if idx < 0 || idx >= len(d.Payments) {
 			return fmt.Errorf("%w: installment %d out of range", ErrBadRequest, idx)

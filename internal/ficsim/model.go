@@ -67,6 +67,19 @@ type Document struct {
 	rendered [numProjections][]byte
 }
 
+// snapshot is a copy of d for the sandbox's Go API: its own installments
+// and no render cache, so a caller can neither change the ledger nor see a
+// stale rendering.
+func (d *Document) snapshot() Document {
+	c := *d
+	c.Payments = slices.Clone(d.Payments)
+	c.rendered = [numProjections][]byte{}
+	return c
+}
+
+// Open reports whether an installment is still to be paid.
+func (d *Document) Open() bool { return d.NextDueDate() != "" }
+
 // NextDueDate is the due date of the earliest installment not paid.
 func (d *Document) NextDueDate() string {
 	next := ""

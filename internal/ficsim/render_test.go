@@ -22,8 +22,8 @@ func TestServedDocumentsFollowEveryEdit(t *testing.T) {
 	docs, _ := sim.Documents(cid)
 	var id int64
 	for _, d := range docs {
-		if d["type"] == "invoice" && d["next_due_date"] != nil && len(d["payments_list"].([]map[string]any)) > 0 {
-			id = d["id"].(int64)
+		if d.Type == "invoice" && d.Open() && len(d.Payments) > 0 {
+			id = d.ID
 			break
 		}
 	}
@@ -38,10 +38,11 @@ func TestServedDocumentsFollowEveryEdit(t *testing.T) {
 	}
 	check := func(step string) {
 		t.Helper()
-		truth, _ := sim.Documents(cid)
+		// The ground truth, rendered afresh by the admin API.
+		_, _, truth := call(t, "GET", fmt.Sprintf("%s/_sim/companies/%d/documents", srv.URL, cid), "", "")
 		var want any
-		for _, d := range truth {
-			if d["id"] == id {
+		for _, d := range truth["data"].([]any) {
+			if int64(d.(map[string]any)["id"].(float64)) == id {
 				want = normal(d)
 			}
 		}
@@ -86,7 +87,7 @@ func TestServedDocumentsFollowEveryEdit(t *testing.T) {
 		{"paid in full", func() error {
 			for {
 				m, err := sim.Pay(cid, id, ficsim.PaymentSpec{})
-				if err != nil || m["next_due_date"] == nil {
+				if err != nil || !m.Open() {
 					return err
 				}
 			}

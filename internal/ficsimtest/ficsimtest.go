@@ -31,7 +31,7 @@ func PayInFull(tb testing.TB, sim *ficsim.Server, cid, id int64) {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if m["next_due_date"] == nil {
+		if !m.Open() {
 			return
 		}
 	}

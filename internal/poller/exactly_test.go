@@ -84,11 +84,11 @@ func TestRepeatedTransitionsArePublishedAgain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		id := m["id"].(int64)
+		id := m.ID
 		h.refresh(id)
 		return id
 	}
-	must := func(_ map[string]any, err error) {
+	must := func(_ ficsim.Document, err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
@@ -101,10 +101,10 @@ func TestRepeatedTransitionsArePublishedAgain(t *testing.T) {
 	}{
 		{"pay, reverse, pay", func() int64 {
 			id := newInvoice(1, future(20))
-			for _, f := range []func() (map[string]any, error){
-				func() (map[string]any, error) { return h.sim.Pay(h.cid, id, ficsim.PaymentSpec{}) },
-				func() (map[string]any, error) { return h.sim.Reverse(h.cid, id, &zero) },
-				func() (map[string]any, error) { return h.sim.Pay(h.cid, id, ficsim.PaymentSpec{Installment: &zero}) },
+			for _, f := range []func() (ficsim.Document, error){
+				func() (ficsim.Document, error) { return h.sim.Pay(h.cid, id, ficsim.PaymentSpec{}) },
+				func() (ficsim.Document, error) { return h.sim.Reverse(h.cid, id, &zero) },
+				func() (ficsim.Document, error) { return h.sim.Pay(h.cid, id, ficsim.PaymentSpec{Installment: &zero}) },
 			} {
 				must(f())
 				h.refresh(id)
@@ -144,12 +144,12 @@ func TestRepeatedTransitionsArePublishedAgain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			id := m["id"].(int64)
+			id := m.ID
 			h.refresh(id)
 			pay := func() { must(h.sim.Pay(h.cid, id, ficsim.PaymentSpec{Installment: &zero})) }
 			reverse := func() { must(h.sim.Reverse(h.cid, id, &zero)) }
 			ops := []func(){pay, reverse, pay}
-			if m["payments_list"].([]map[string]any)[0]["status"] == "paid" { // the sandbox issues some already paid
+			if m.Payments[0].Status == "paid" { // the sandbox issues some already paid
 				ops = []func(){reverse, pay, reverse}
 			}
 			for _, op := range ops {
@@ -230,7 +230,7 @@ func TestRefusedSnapshotWritePublishesNothingAndLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := m["id"].(int64)
+	id := m.ID
 	h.refuseWrites(true)
 	if _, err := h.p.Refresh(context.Background(), h.src, h.cid, id); err == nil {
 		t.Fatal("the refresh succeeded although the snapshot could not be saved")
@@ -285,12 +285,12 @@ func TestDeathAfterPublishThenChangeLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := m["id"].(int64)
+	id := m.ID
 	fs.fail.Store(true)
 	h.refresh(id) // published; clearing failed (logged, not an error)
 	ficsimtest.PayInFull(t, h.sim, h.cid, id)
 	_, _ = h.p.Refresh(context.Background(), h.src, h.cid, id) // dies again after publishing paid
-	must := func(_ map[string]any, err error) {
+	must := func(_ ficsim.Document, err error) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -336,7 +336,7 @@ func TestPendingTransitionsPublishedByTheNextLook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := m["id"].(int64)
+	id := m.ID
 	fp.fail.Store(true)
 	if _, err := h.p.Refresh(context.Background(), h.src, h.cid, id); err == nil {
 		t.Fatal("want the publish error")

@@ -112,7 +112,7 @@ func TestDeletionGuardReleases(t *testing.T) {
 	h.scan()
 	docs, _ := h.sim.Documents(h.cid)
 	// One deletion: announced at once.
-	if err := h.sim.DeleteDocument(h.cid, docs[0]["id"].(int64)); err != nil {
+	if err := h.sim.DeleteDocument(h.cid, docs[0].ID); err != nil {
 		t.Fatal(err)
 	}
 	if res := h.scan(); res.Deleted != 1 || res.Held != 0 {
@@ -120,7 +120,7 @@ func TestDeletionGuardReleases(t *testing.T) {
 	}
 	// Half the company deleted: held, then released by the next scan.
 	for _, d := range docs[1 : len(docs)/2+1] {
-		if err := h.sim.DeleteDocument(h.cid, d["id"].(int64)); err != nil {
+		if err := h.sim.DeleteDocument(h.cid, d.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -136,7 +136,7 @@ func TestDeletionGuardReleases(t *testing.T) {
 	h.p.DeleteGuard.Scans = 0
 	rest, _ := h.sim.Documents(h.cid)
 	for _, d := range rest[:len(rest)-1] {
-		if err := h.sim.DeleteDocument(h.cid, d["id"].(int64)); err != nil {
+		if err := h.sim.DeleteDocument(h.cid, d.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -189,8 +189,8 @@ func TestDocumentOfAnotherCompanyIsRefused(t *testing.T) {
 	docs, _ := h.sim.Documents(other)
 	var theirs rcv.Invoice
 	for _, d := range docs {
-		if d["type"] == "invoice" {
-			inv, err := h.src.Invoice(ctx, other, d["id"].(int64))
+		if d.Type == "invoice" {
+			inv, err := h.src.Invoice(ctx, other, d.ID)
 			if err != nil {
 				t.Fatal(err)
 			}

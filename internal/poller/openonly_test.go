@@ -38,8 +38,8 @@ func TestOpenOnlyScanDetectsPaymentsWithFewRequests(t *testing.T) {
 	docs, _ := h.sim.Documents(h.cid)
 	var open []int64
 	for _, d := range docs {
-		if d["type"] == "invoice" && d["next_due_date"] != nil {
-			open = append(open, d["id"].(int64))
+		if d.Type == "invoice" && d.Open() {
+			open = append(open, d.ID)
 		}
 	}
 	// Full-scan cost for comparison.

@@ -167,13 +167,13 @@ func TestInitialSyncAndIdempotentRescan(t *testing.T) {
 	got := h.published()
 	invoices, credits, overdue := 0, 0, 0
 	for _, d := range docs {
-		if d["type"] == "credit_note" {
+		if d.Type == "credit_note" {
 			credits++
 			continue
 		}
 		invoices++
-		for _, p := range d["payments_list"].([]map[string]any) {
-			if p["status"] != "paid" && p["due_date"].(string) < rcv.DateIn(time.Now(), rcv.Rome).String() {
+		for _, p := range d.Payments {
+			if p.Status != "paid" && p.DueDate < rcv.DateIn(time.Now(), rcv.Rome).String() {
 				overdue++
 			}
 		}
@@ -208,7 +208,7 @@ func TestEveryTransitionYieldsOneEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := created["id"].(int64)
+	id := created.ID
 	steps := []struct {
 		name string
 		do   func() error
@@ -317,8 +317,8 @@ func TestCrashBetweenPublishAndSnapshotYieldsNoDuplicate(t *testing.T) {
 	}
 	docs, _ := h.sim.Documents(h.cid)
 	for _, d := range docs {
-		if d["type"] == "invoice" && seen[d["id"].(int64)] != 1 {
-			t.Fatalf("invoice %v created %d times", d["id"], seen[d["id"].(int64)])
+		if d.Type == "invoice" && seen[d.ID] != 1 {
+			t.Fatalf("invoice %v created %d times", d.ID, seen[d.ID])
 		}
 	}
 }
@@ -349,7 +349,7 @@ func TestFailedOrShiftedScanNeverFalselyDeletes(t *testing.T) {
 	docs, _ := h.sim.Documents(h.cid)
 	// Delete three documents, then scan with a failing page: no delete.
 	for _, d := range docs[:3] {
-		if err := h.sim.DeleteDocument(h.cid, d["id"].(int64)); err != nil {
+		if err := h.sim.DeleteDocument(h.cid, d.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -381,7 +381,7 @@ func TestFailedOrShiftedScanNeverFalselyDeletes(t *testing.T) {
 	live := map[int64]bool{}
 	after, _ := h.sim.Documents(h.cid)
 	for _, d := range after {
-		live[d["id"].(int64)] = true
+		live[d.ID] = true
 	}
 	for _, d := range deleted {
 		if live[d.Document.ID] {
@@ -397,7 +397,7 @@ func TestOverdueFiresFromTimerWithoutFICRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := created["id"].(int64)
+	id := created.ID
 	h.scan()
 	var fired atomic.Int32
 	cc, err := h.sched.Consume(context.Background(), func(ctx context.Context, cid, doc int64) error {
@@ -480,8 +480,8 @@ func TestSnapshotWrittenDuringScanIsDiffedNotOverwritten(t *testing.T) {
 	docs, _ := h.sim.Documents(h.cid)
 	var id int64
 	for _, d := range docs {
-		if d["type"] == "invoice" && d["next_due_date"] != nil {
-			id = d["id"].(int64)
+		if d.Type == "invoice" && d.Open() {
+			id = d.ID
 			break
 		}
 	}

@@ -162,8 +162,8 @@ func TestPollerEndToEndWithWebhooks(t *testing.T) {
 	// A payment reaches the stream through the webhook, with one GET.
 	var open int64
 	for _, d := range docs {
-		if d["type"] == "invoice" && d["next_due_date"] != nil {
-			open = d["id"].(int64)
+		if d.Type == "invoice" && d.Open() {
+			open = d.ID
 			break
 		}
 	}

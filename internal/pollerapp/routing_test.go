@@ -75,7 +75,7 @@ func TestManualPollersShareOneNATSWithoutDroppingWebhooks(t *testing.T) {
 	for _, cid := range cids {
 		ds, _ := sim.Documents(cid)
 		for _, d := range ds {
-			docs[cid] = append(docs[cid], d["id"].(int64))
+			docs[cid] = append(docs[cid], d.ID)
 		}
 	}
 	waitFor(t, "initial syncs", 30*time.Second, func() bool {
@@ -102,7 +102,7 @@ func TestManualPollersShareOneNATSWithoutDroppingWebhooks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		id := m["id"].(int64)
+		id := m.ID
 		created = append(created, id)
 		if code := sendWebhook(t, priv, pollers[(i+1)%2].HTTPAddr, cid, []int64{id}); code != http.StatusOK {
 			t.Fatalf("webhook: HTTP %d", code)

@@ -144,10 +144,10 @@ func TestPollerSurvivesSIGKILL(t *testing.T) {
 	for _, d := range docs {
 		kind := "invoices"
 		typ := "invoice.created"
-		if d["type"] == "credit_note" {
+		if d.Type == "credit_note" {
 			kind, typ = "credit_notes", "credit_note.created"
 		}
-		want[fmt.Sprintf("%s %s/%d", typ, kind, d["id"])] = true
+		want[fmt.Sprintf("%s %s/%d", typ, kind, d.ID)] = true
 	}
 	r := mrand.New(mrand.NewPCG(7, 7))
 	kills := 0

@@ -47,7 +47,7 @@ func TestSoak(t *testing.T) {
 				continue
 			}
 			d := docs[r.IntN(len(docs))]
-			id := d["id"].(int64)
+			id := d.ID
 			switch k := r.IntN(10); {
 			case k < 5:
 				if _, err := sim.Pay(cid, id, ficsim.PaymentSpec{}); err == nil {

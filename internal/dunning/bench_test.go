@@ -10,10 +10,8 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/incasso-io/incasso/internal/audit"
 	"github.com/incasso-io/incasso/internal/calendar"
 	"github.com/incasso-io/incasso/internal/dunning"
-	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/natstest"
 	"github.com/incasso-io/incasso/internal/policy"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
@@ -30,14 +28,11 @@ func BenchmarkOpenCases(b *testing.B) {
 	for b.Loop() {
 		_, _, js := natstest.MustRunJetStream(b)
 		ctx := context.Background()
-		cases, _ := kvstore.NewCases(ctx, js, kvstore.BucketConfig{})
-		clients, _ := kvstore.NewClients(ctx, js, kvstore.BucketConfig{})
-		ob, _ := kvstore.NewOutbox(ctx, js, kvstore.BucketConfig{})
-		au, _ := audit.New(ctx, js, 1)
+		st := openStores(b, js)
 		sched, _ := timers.NewWith(ctx, js, timers.Config{Stream: "T", Subject: "incasso.dunning.timers", Consumer: "t"})
 		cal, _ := calendar.New("", "")
 		now := time.Date(2027, 1, 4, 10, 0, 0, 0, rcv.Rome)
-		eng := &dunning.Engine{Cases: cases, Clients: clients, Outbox: ob, Audit: au, Outcomes: &outcomes{}, Wakeups: sched,
+		eng := &dunning.Engine{Cases: st.cases, Clients: st.clients, Outbox: st.outbox, Audit: st.audit, Outcomes: &outcomes{}, Wakeups: sched,
 			Policies: policy.Default(), Calendar: cal, Now: func() time.Time { return now }}
 		runtime.GC()
 		var before runtime.MemStats

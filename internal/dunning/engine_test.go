@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 
 	"github.com/incasso-io/incasso/internal/audit"
@@ -155,27 +156,48 @@ type env struct {
 	src  *fic.Source
 }
 
+// kvStores are the engine's stores on JetStream KV, as the service runs them.
+type kvStores struct {
+	cases   *kvstore.Cases
+	clients *kvstore.Clients
+	outbox  *kvstore.Outbox
+	audit   *audit.Stream
+}
+
+func openStores(tb testing.TB, js jetstream.JetStream) kvStores {
+	tb.Helper()
+	ctx := context.Background()
+	var (
+		st  kvStores
+		err error
+	)
+	for _, open := range []func() error{
+		func() error { st.cases, err = kvstore.NewCases(ctx, js, kvstore.BucketConfig{}); return err },
+		func() error { st.clients, err = kvstore.NewClients(ctx, js, kvstore.BucketConfig{}); return err },
+		func() error { st.outbox, err = kvstore.NewOutbox(ctx, js, kvstore.BucketConfig{}); return err },
+		func() error { st.audit, err = audit.New(ctx, js, 1); return err },
+	} {
+		if err := open(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return st
+}
+
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: 9, Companies: 1, Invoices: 5})
 	client, _ := fic.New(fic.Config{BaseURL: srv.URL, RetryBase: time.Millisecond, Quotas: fic.NewQuotas(fic.Limits{Disabled: true}, nil)}, fic.StaticToken(sim.Token()))
 	_, _, js := natstest.MustRunJetStream(t)
-	ctx := context.Background()
-	cases, _ := kvstore.NewCases(ctx, js, kvstore.BucketConfig{})
-	clients, _ := kvstore.NewClients(ctx, js, kvstore.BucketConfig{})
-	ob, _ := kvstore.NewOutbox(ctx, js, kvstore.BucketConfig{})
-	au, err := audit.New(ctx, js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStores(t, js)
 	mb, smtpCfg := startSMTP(t)
 	pec, pecCfg := startSMTP(t)
 	cal, _ := calendar.New("09:00", "18:00")
-	e := &env{sim: sim, cid: sim.CompanyIDs()[0], mail: mb, pec: pec, out: &outcomes{}, clk: &clock{}, obox: &flakyOutbox{Outbox: ob}, src: &fic.Source{Client: client}}
+	e := &env{sim: sim, cid: sim.CompanyIDs()[0], mail: mb, pec: pec, out: &outcomes{}, clk: &clock{}, obox: &flakyOutbox{Outbox: st.outbox}, src: &fic.Source{Client: client}}
 	hook := httptest.NewServer(nil)
 	t.Cleanup(hook.Close)
 	e.eng = &dunning.Engine{
-		Cases: cases, Clients: clients, Outbox: e.obox, Audit: au, Outcomes: e.out,
+		Cases: st.cases, Clients: st.clients, Outbox: e.obox, Audit: st.audit, Outcomes: e.out,
 		Fresh:    func(int64) (dunning.Fresh, error) { return e.src, nil },
 		Senders:  map[policy.Channel]dunning.Sender{policy.Email: &notify.Email{Config: smtpCfg}, policy.PEC: &notify.Email{Config: pecCfg, PEC: true}, policy.Webhook: &capture{}},
 		Policies: policy.Default(), Calendar: cal, Rates: interest.Default(), Now: e.clk.Now,

@@ -86,7 +86,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Out == nil {
 		m.Out = io.Discard
 	}
-	nc, err := natsrv.Open(natsrv.OpenConfig{URL: cfg.NATSURL, Creds: cfg.NATSCreds, Name: "incasso-dunning"})
+	nc, err := natsrv.Open(ctx, natsrv.OpenConfig{URL: cfg.NATSURL, Creds: cfg.NATSCreds, Name: "incasso-dunning"})
 	if err != nil {
 		return err
 	}

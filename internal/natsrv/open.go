@@ -49,7 +49,9 @@ const PubAckTimeout = 30 * time.Second
 
 // Open connects to NATS_URL, or starts the embedded server and connects to
 // it. Reconnects forever: a NATS outage pauses work, it does not stop it.
-func Open(c OpenConfig) (*Conn, error) {
+// Waiting for an external server that is not up yet ends with ctx (a stop
+// signal during start-up stops at once).
+func Open(ctx context.Context, c OpenConfig) (*Conn, error) {
 	out := &Conn{URL: c.URL}
 	if c.URL == "" {
 		addr := c.EmbeddedAddr
@@ -86,7 +88,11 @@ func Open(c OpenConfig) (*Conn, error) {
 		if err == nil || out.Server != nil || attempt >= 60 {
 			break
 		}
-		time.Sleep(time.Second)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("natsrv: connect %s: %w (last error: %v)", out.URL, ctx.Err(), err)
+		case <-time.After(time.Second):
+		}
 	}
 	if err != nil {
 		if out.Server != nil {

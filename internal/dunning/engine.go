@@ -16,6 +16,9 @@ import (
 // ErrUndeliverable marks a delivery that can never succeed (see Sender).
 var ErrUndeliverable = errors.New("dunning: undeliverable")
 
+// ErrPossiblySent marks a delivery whose outcome is unknown (see Sender).
+var ErrPossiblySent = errors.New("dunning: possibly sent")
+
 // ErrNoCase is returned by operations on an invoice without a case.
 var ErrNoCase = errors.New("dunning: no case for this invoice")
 
@@ -39,6 +42,12 @@ type Engine struct {
 	Rates    *interest.Table
 	Now      func() time.Time
 	Log      *slog.Logger
+	// Creditors returns who a company's letters are from and how to pay
+	// (FIC's company details merged with the policy's creditor block); nil:
+	// the policy's block alone.
+	Creditors func(ctx context.Context, cid int64) (Creditor, error)
+	// Modes keeps each company's mode (live, shadow); nil: the policy's.
+	Modes ModeStore
 	// GroupDelay is how long a client's events must have been quiet before a
 	// stage that became due on an event is sent. A burst (a first sync, an
 	// import) delivers a client's invoices over seconds or minutes; sending

@@ -3,9 +3,11 @@ package dunning_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -107,6 +109,18 @@ func (o *outcomes) Publish(_ context.Context, x dunning.Outcome) error {
 	return nil
 }
 
+func (o *outcomes) of(typ string) []dunning.Outcome {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []dunning.Outcome
+	for _, x := range o.got {
+		if x.Type == typ {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 func (o *outcomes) types() []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -135,13 +149,18 @@ func rome(s string) time.Time {
 type flakyOutbox struct {
 	dunning.Outbox
 	failComplete bool
+	onSent       func() // called once a delivery is recorded as sent
 }
 
 func (f *flakyOutbox) Complete(ctx context.Context, key string, r dunning.OutboxRecord) error {
 	if f.failComplete && r.State == dunning.OutboxSent {
 		return errors.New("simulated crash after send, before the outbox record")
 	}
-	return f.Outbox.Complete(ctx, key, r)
+	err := f.Outbox.Complete(ctx, key, r)
+	if err == nil && r.State == dunning.OutboxSent && f.onSent != nil {
+		f.onSent()
+	}
+	return err
 }
 
 type env struct {
@@ -236,6 +255,18 @@ func (e *env) invoice(t *testing.T, due string, clientID int64) rcv.Invoice {
 	return inv
 }
 
+// approve checks that a case waits for approval of stage and approves it.
+func (e *env) approve(t *testing.T, id int64, stage string) {
+	t.Helper()
+	c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, id)
+	if c.Awaiting == nil || c.Awaiting.Stage != stage {
+		t.Fatalf("at %v: awaiting %+v, want %s in the approval queue", e.clk.Now().In(rcv.Rome), c.Awaiting, stage)
+	}
+	if _, err := e.eng.DecideApproval(context.Background(), e.cid, id, dunning.Approve, rcv.Date{}, "maria", "checked"); err != nil {
+		t.Fatalf("approve %s: %v", stage, err)
+	}
+}
+
 func (e *env) wake(t *testing.T, at string, id int64) {
 	t.Helper()
 	e.clk.Set(rome(at))
@@ -258,18 +289,22 @@ func TestStageProgressionWithCalendar(t *testing.T) {
 	steps := []struct {
 		at         string
 		mails, pec int
+		approve    string // the stage that waits for approval at this step, approved then
 	}{
-		{"2027-01-12 08:59", 0, 0}, // before the window
-		{"2027-01-12 09:00", 1, 0}, // courtesy
-		{"2027-01-12 15:00", 1, 0}, // not twice
-		{"2027-01-16 10:00", 1, 0}, // Saturday: nothing
-		{"2027-01-18 09:30", 2, 0}, // first reminder, shifted to Monday
-		{"2027-01-25 20:00", 2, 0}, // quiet hours
-		{"2027-01-26 09:00", 3, 0}, // second reminder (the evening before was outside the window)
-		{"2027-02-01 11:00", 3, 1}, // formal notice by PEC
+		{"2027-01-12 08:59", 0, 0, ""},              // before the window
+		{"2027-01-12 09:00", 1, 0, ""},              // courtesy
+		{"2027-01-12 15:00", 1, 0, ""},              // not twice
+		{"2027-01-16 10:00", 1, 0, ""},              // Saturday: nothing
+		{"2027-01-18 09:30", 2, 0, ""},              // first reminder, shifted to Monday
+		{"2027-01-25 20:00", 2, 0, ""},              // quiet hours
+		{"2027-01-26 09:00", 3, 0, ""},              // second reminder (the evening before was outside the window)
+		{"2027-02-01 11:00", 3, 1, "formal_notice"}, // formal notice by PEC, once approved
 	}
 	for _, s := range steps {
 		e.wake(t, s.at, inv.ID)
+		if s.approve != "" {
+			e.approve(t, inv.ID, s.approve)
+		}
 		if got := len(e.mail.all()); got != s.mails {
 			t.Fatalf("at %s: %d e-mails, want %d", s.at, got, s.mails)
 		}
@@ -287,7 +322,14 @@ func TestStageProgressionWithCalendar(t *testing.T) {
 	if !strings.Contains(pec.Data, "diffidiamo") || !strings.Contains(pec.Data, "231/2002") || pec.To[0] != inv.Client.PEC {
 		t.Errorf("formal notice: to %v\n%.600s", pec.To, pec.Data)
 	}
+	// The hand-off's day is 15 February, but the notice gave 15 days from
+	// its delivery (1 February): it may go only from the 17th.
 	e.wake(t, "2027-02-15 09:00", inv.ID)
+	if c, _, _ = e.eng.Cases.Get(context.Background(), e.cid, inv.ID); c.Awaiting != nil || !c.WakeAt.Equal(rome("2027-02-17 09:00")) {
+		t.Fatalf("hand-off before the notice's term expired: awaiting %+v, wake %v", c.Awaiting, c.WakeAt.In(rcv.Rome))
+	}
+	e.wake(t, "2027-02-17 09:00", inv.ID)
+	e.approve(t, inv.ID, "handoff")
 	c, _, _ = e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
 	if c.State != dunning.Escalated {
 		t.Fatalf("after hand-off: %s", c.State)
@@ -353,6 +395,92 @@ func TestCrashBetweenSendAndRecordNeverResends(t *testing.T) {
 	c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
 	if len(c.Attention) != 1 || !strings.Contains(c.Attention[0], "possibly sent") {
 		t.Errorf("ops not told: %v", c.Attention)
+	}
+	// The delivery is in the case, the timeline and the event stream, once
+	// (issue #14: a reminder delivered just before a SIGKILL was never
+	// published).
+	if len(c.Sent) != 1 || c.Sent[0].Outcome != "possibly_sent" || c.Sent[0].Stage != "courtesy" {
+		t.Errorf("case deliveries: %+v", c.Sent)
+	}
+	sent := e.out.of("dunning.reminder_sent")
+	if len(sent) != 1 || !sent[0].Delivery.PossiblySent {
+		t.Errorf("reminder_sent events: %+v", sent)
+	}
+	tl, _ := e.eng.Audit.Timeline(context.Background(), e.cid, inv.ID)
+	if !slices.ContainsFunc(tl, func(a dunning.AuditEntry) bool { return a.Action == "reminder_possibly_sent" }) {
+		t.Errorf("timeline: %+v", tl)
+	}
+}
+
+// failingCases fails case writes while on (a crash after the outbox said
+// "sent", before the case and the event stream knew).
+type failingCases struct {
+	dunning.CaseStore
+	on bool
+}
+
+func (f *failingCases) Put(ctx context.Context, c dunning.Case, rev uint64) (uint64, error) {
+	if f.on {
+		return 0, errors.New("simulated crash before the case write")
+	}
+	return f.CaseStore.Put(ctx, c, rev)
+}
+
+// A delivery the outbox recorded as sent but the case never heard of is
+// recorded and published by the next run, without a second send.
+func TestSentButUnrecordedDeliveryIsPublished(t *testing.T) {
+	e := newEnv(t)
+	fc := &failingCases{CaseStore: e.eng.Cases}
+	e.eng.Cases = fc
+	e.clk.Set(rome("2027-01-04 10:00"))
+	inv := e.invoice(t, "2027-01-15", 0)
+	e.clk.Set(rome("2027-01-12 09:00"))
+	e.obox.onSent = func() { fc.on = true }
+	if err := e.eng.Wake(context.Background(), e.cid, inv.ID); err == nil {
+		t.Fatal("want the simulated crash")
+	}
+	fc.on, e.obox.onSent = false, nil
+	e.wake(t, "2027-01-12 09:05", inv.ID)
+	if n := len(e.mail.all()); n != 1 {
+		t.Fatalf("%d e-mails, want 1", n)
+	}
+	c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
+	if len(c.Sent) != 1 || c.Sent[0].Outcome != "sent" {
+		t.Fatalf("case deliveries: %+v", c.Sent)
+	}
+	if sent := e.out.of("dunning.reminder_sent"); len(sent) != 1 || sent[0].Delivery.PossiblySent {
+		t.Fatalf("reminder_sent events: %+v", sent)
+	}
+}
+
+// possiblySent is a channel whose connection drops after the message went
+// out.
+type possiblySent struct{ n int }
+
+func (p *possiblySent) Send(context.Context, dunning.Message) error {
+	p.n++
+	return fmt.Errorf("%w: connection dropped after DATA", dunning.ErrPossiblySent)
+}
+
+// A send whose outcome is unknown is never retried by itself: ops are told,
+// and it is published as possibly sent.
+func TestPossiblySentIsNeverResent(t *testing.T) {
+	e := newEnv(t)
+	ch := &possiblySent{}
+	e.eng.Senders[policy.Email] = ch
+	e.clk.Set(rome("2027-01-04 10:00"))
+	inv := e.invoice(t, "2027-01-15", 0)
+	e.wake(t, "2027-01-12 09:00", inv.ID)
+	e.wake(t, "2027-01-12 11:00", inv.ID)
+	if ch.n != 1 {
+		t.Fatalf("%d attempts, want 1", ch.n)
+	}
+	c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
+	if len(c.Sent) != 1 || c.Sent[0].Outcome != "possibly_sent" || !slices.ContainsFunc(c.Attention, func(a string) bool { return strings.Contains(a, "possibly sent") }) {
+		t.Fatalf("case: sent %+v, attention %v", c.Sent, c.Attention)
+	}
+	if sent := e.out.of("dunning.reminder_sent"); len(sent) != 1 || !sent[0].Delivery.PossiblySent {
+		t.Fatalf("reminder_sent events: %+v", sent)
 	}
 }
 
@@ -469,8 +597,8 @@ func TestCreditNoteClosesTheCase(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
-	if c.State != dunning.Active || len(c.Attention) != 1 {
-		t.Fatalf("partial credit: %s %v", c.State, c.Attention)
+	if c.State != dunning.Active || len(c.Credits) != 1 || !c.Outstanding().Equal(inv.AmountDue().Sub(cn.Gross)) {
+		t.Fatalf("partial credit: %s, credits %v, outstanding %s", c.State, c.Credits, c.Outstanding())
 	}
 	cn.ID, cn.Number, cn.Gross = cn.ID+1, "2/NC", inv.Gross
 	if err := e.eng.HandleEvent(context.Background(), rcv.CreditNoteCreated, cn); err != nil {
@@ -549,18 +677,60 @@ func TestWriteOff(t *testing.T) {
 	}
 }
 
-func TestUnconfiguredChannelNeedsOpsNotRetries(t *testing.T) {
+// A hand-off that cannot be delivered (no collection platform configured)
+// does not mark the case escalated: the stage stays due, an ops task says
+// why, it is retried every business day and goes out once a platform is
+// there (issue #14: the case was marked escalated although nobody had it).
+func TestUndeliveredHandoffIsNotEscalated(t *testing.T) {
 	e := newEnv(t)
+	pols, err := policy.Parse("handoff.yaml", []byte(`
+platform: collection
+catch_up: start
+stages:
+  - {name: handoff, offset_days: 1, channels: [webhook], template: handoff, escalate: true}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.eng.Policies = pols
+	platform := e.eng.Senders[policy.Webhook]
 	delete(e.eng.Senders, policy.Webhook)
 	e.clk.Set(rome("2027-01-04 10:00"))
-	inv := e.invoice(t, "2026-11-20", 0) // opened 45 days late: the hand-off stage is due
+	inv := e.invoice(t, "2026-12-20", 0)
 	e.wake(t, "2027-01-04 10:00", inv.ID)
 	c, _, _ := e.eng.Cases.Get(context.Background(), e.cid, inv.ID)
-	if len(c.Attention) == 0 || !strings.Contains(c.Attention[0], "no webhook channel") {
+	if c.State == dunning.Escalated || c.Stage != 0 {
+		t.Fatalf("an undelivered hand-off escalated the case: %s, stage %d", c.State, c.Stage)
+	}
+	if !slices.ContainsFunc(c.Attention, func(a string) bool { return strings.Contains(a, "no webhook channel") }) ||
+		!slices.ContainsFunc(c.Attention, func(a string) bool { return strings.Contains(a, "not escalated") }) {
 		t.Fatalf("attention: %v", c.Attention)
+	}
+	if !c.WakeAt.Equal(rome("2027-01-05 09:00")) {
+		t.Fatalf("retry at %v, want the next business day", c.WakeAt.In(rcv.Rome))
 	}
 	if !strings.Contains(strings.Join(e.out.types(), ","), "dunning.delivery_failed") {
 		t.Errorf("outcomes: %v", e.out.types())
+	}
+	e.eng.Senders[policy.Webhook] = platform // the platform is configured
+	e.wake(t, "2027-01-05 09:00", inv.ID)
+	if c, _, _ = e.eng.Cases.Get(context.Background(), e.cid, inv.ID); c.State != dunning.Escalated {
+		t.Fatalf("after configuring the platform: %s", c.State)
+	}
+	if n := len(platform.(*capture).msgs); n != 1 {
+		t.Fatalf("%d hand-offs", n)
+	}
+	// Paid while escalated: the platform is told to stop, signed, once.
+	ficsimtest.PayInFull(t, e.sim, e.cid, inv.ID)
+	paid, _ := e.src.Invoice(context.Background(), e.cid, inv.ID)
+	for range 2 {
+		if err := e.eng.HandleEvent(context.Background(), rcv.InvoicePaid, paid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := platform.(*capture).msgs
+	if len(msgs) != 2 || msgs[1].Template != "recall" || msgs[1].Recall != dunning.ReasonPaid {
+		t.Fatalf("platform messages after the payment: %+v", msgs)
 	}
 }
 

@@ -5,11 +5,16 @@ package dunning
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/shopspring/decimal"
+
+	"github.com/incasso-io/incasso/internal/policy"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
@@ -68,7 +73,7 @@ func (e *Engine) handle(ctx context.Context, typ rcv.EventType, inv rcv.Invoice)
 		if exists {
 			cur = c
 		}
-		next, t := Apply(cur, typ, inv, e.now(), p)
+		next, t := Apply(cur, typ, inv, e.now(), p, e.Calendar)
 		if next == nil {
 			return false, nil
 		}
@@ -101,10 +106,10 @@ func (e *Engine) handle(ctx context.Context, typ rcv.EventType, inv rcv.Invoice)
 	return e.schedule(ctx, c)
 }
 
-// credit closes the case of the invoice a credit note refers to (matched on
-// the client and the referenced invoice number, which FIC carries in the
-// e-invoice data) when the credit covers what is due; a partial credit is
-// flagged for ops.
+// credit applies a credit note to the case of the invoice it refers to
+// (matched on the client and the referenced invoice number, which FIC
+// carries in the e-invoice data): the credit reduces what the case
+// demands, and closes it when it covers what is still owed.
 func (e *Engine) credit(ctx context.Context, cn rcv.Invoice) error {
 	if cn.RefNumber == "" {
 		return nil
@@ -121,31 +126,42 @@ func (e *Engine) credit(ctx context.Context, cn rcv.Invoice) error {
 		if c.InvoiceID == 0 || c.State == Closed || c.Invoice.Number != cn.RefNumber || (!cn.RefDate.IsZero() && cn.RefDate != c.Invoice.Date) {
 			continue
 		}
-		if cn.Gross.LessThan(c.Invoice.AmountDue()) {
-			e.attention(ctx, &c, fmt.Sprintf("partially credited by credit note %s (%s of %s due)", cn.Number, cn.Gross.StringFixed(2), c.Invoice.AmountDue().StringFixed(2)))
-			continue
+		// What the credit takes off the client's debt: its gross amount, or
+		// its net one under split payment (the PA pays the VAT itself).
+		amount := cn.Gross
+		if cn.SplitPayment {
+			amount = cn.Net
 		}
 		var tr *Transition
 		nc, err := e.update(ctx, c.CompanyID, c.InvoiceID, func(x *Case, exists bool) (bool, error) {
-			if !exists || x.State == Closed {
+			if !exists || x.State == Closed || slices.ContainsFunc(x.Credits, func(k Credit) bool { return k.ID == cn.ID }) {
 				return false, nil
 			}
-			_, tr = closeCase(x, ReasonCredited)
+			x.Credits = append(x.Credits, Credit{ID: cn.ID, Number: cn.Number, Amount: amount})
+			tr = nil
+			if !x.Outstanding().IsPositive() {
+				_, tr = closeCase(x, ReasonCredited)
+			}
 			return true, nil
 		})
 		if err != nil {
 			return err
 		}
-		if nc != nil && tr != nil {
+		if nc == nil {
+			continue
+		}
+		_ = e.Audit.Append(ctx, nc.CompanyID, nc.InvoiceID, AuditEntry{At: e.now(), Action: "credited",
+			Reason: fmt.Sprintf("credit note %s: %s (still owed %s)", cn.Number, amount.StringFixed(2), decimal.Max(nc.Outstanding(), decimal.Zero).StringFixed(2))})
+		if tr != nil {
 			if err := e.indexClient(ctx, nc, time.Time{}); err != nil {
 				return err
 			}
 			if err := e.transition(ctx, nc, tr, "", "credit note "+cn.Number); err != nil {
 				return err
 			}
-			if err := e.schedule(ctx, nc); err != nil {
-				return err
-			}
+		}
+		if err := e.schedule(ctx, nc); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -162,7 +178,7 @@ func (e *Engine) transition(ctx context.Context, c *Case, tr *Transition, operat
 	switch {
 	case tr.To == Closed:
 		typ = "dunning.closed"
-	case tr.To == Paused || tr.To == Disputed || tr.To == Promised:
+	case tr.To == Paused || tr.To == Disputed || tr.To == Promised || tr.To == Held:
 		typ = "dunning.paused"
 	case tr.To == Active && tr.From != "":
 		typ = "dunning.resumed"
@@ -170,8 +186,48 @@ func (e *Engine) transition(ctx context.Context, c *Case, tr *Transition, operat
 	if typ == "" {
 		return nil
 	}
-	return e.Outcomes.Publish(ctx, Outcome{Type: typ, CompanyID: c.CompanyID, InvoiceID: c.InvoiceID, At: e.now(), Case: *c,
-		Key: string(tr.To) + ":" + c.Updated.UTC().Format(time.RFC3339Nano), Transition: &OutcomeTransition{From: tr.From, To: tr.To, Reason: reason, Operator: operator}})
+	if err := e.Outcomes.Publish(ctx, Outcome{Type: typ, CompanyID: c.CompanyID, InvoiceID: c.InvoiceID, At: e.now(), Case: *c,
+		Key: string(tr.To) + ":" + c.Updated.UTC().Format(time.RFC3339Nano), Transition: &OutcomeTransition{From: tr.From, To: tr.To, Reason: reason, Operator: operator}}); err != nil {
+		return err
+	}
+	if tr.From == Escalated && tr.To == Closed {
+		return e.recall(ctx, c, reason)
+	}
+	return nil
+}
+
+// recall tells the collection platform that an invoice it was handed is
+// settled (paid, credited, deleted or written off), once, through the
+// hand-off channel and the outbox. A recall that cannot be delivered is an
+// ops task: the platform must hear it some way.
+func (e *Engine) recall(ctx context.Context, c *Case, reason string) error {
+	p := e.Policies.For(c.CompanyID)
+	key := OutboxKey(c.CompanyID, c.InvoiceID, "recall", policy.Webhook)
+	sum := sha256.Sum256([]byte(key))
+	msgID := "recall-" + hex.EncodeToString(sum[:12])
+	if _, err := e.Outbox.Begin(ctx, key, OutboxRecord{State: OutboxPending, MessageID: msgID, At: e.now()}); err != nil {
+		if errors.Is(err, rcv.ErrConflict) {
+			return nil // already recalled (or attempted)
+		}
+		return err
+	}
+	sender, ok := e.Senders[policy.Webhook]
+	if !ok {
+		sender = unconfigured{policy.Webhook}
+	}
+	m := Message{CompanyID: c.CompanyID, Client: c.Invoice.Client, Channel: policy.Webhook, Template: "recall", Stage: "recall",
+		Platform: p.Platform, MessageID: msgID, Date: rcv.DateIn(e.now(), rcv.Rome), Recall: reason, History: c.Sent,
+		Items: []Item{{Invoice: c.Invoice}}, Creditor: CreditorFrom(p.Creditor)}
+	err := sender.Send(ctx, m)
+	state := OutboxSent
+	if err != nil {
+		state = OutboxFailed
+		e.attention(ctx, c, fmt.Sprintf("recall of the hand-off to %s not delivered (%v): tell the platform the invoice is %s", p.Platform, err, reason))
+	}
+	if cerr := e.Outbox.Complete(ctx, key, OutboxRecord{State: state, MessageID: msgID, At: e.now()}); cerr != nil {
+		return cerr
+	}
+	return e.Audit.Append(ctx, c.CompanyID, c.InvoiceID, AuditEntry{At: e.now(), Action: "recall_" + string(state), Channel: string(policy.Webhook), Reason: reason})
 }
 
 func (e *Engine) schedule(ctx context.Context, c *Case) error {

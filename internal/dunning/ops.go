@@ -144,7 +144,7 @@ func (e *Engine) Preview(ctx context.Context, cid int64, day rcv.Date) ([]Previe
 		if d.Send == nil {
 			continue
 		}
-		when := StageTime(c.Anchor(), d.Send, e.Calendar)
+		when := StageTime(c, d.Send, e.Calendar)
 		if rcv.DateIn(when, rcv.Rome).Before(day) {
 			when = at
 		}

@@ -45,6 +45,9 @@ const (
 	OutboxSent    OutboxState = "sent"
 	OutboxFailed  OutboxState = "failed" // permanent failure (bounce)
 	OutboxRetry   OutboxState = "retry"  // temporary failure: nothing was delivered
+	// OutboxPossiblySent: the connection dropped after the message was
+	// handed over, before the server confirmed it. Never re-sent by itself.
+	OutboxPossiblySent OutboxState = "possibly_sent"
 )
 
 // OutboxRecord is the at-most-once record of (invoice, stage, channel).
@@ -70,8 +73,25 @@ type Item struct {
 	Invoice      rcv.Invoice
 	Stage        policy.Stage
 	DaysOverdue  int
+	Demand       Demand // what is asked for: the late installments less credits
 	Interest     decimal.Decimal
 	Compensation decimal.Decimal
+	Rates        []decimal.Decimal // statutory rates applied (percent)
+	InterestFrom rcv.Date          // first day interest runs
+}
+
+// Creditor is who a message is from and how to pay.
+type Creditor struct {
+	Name, VATNumber, TaxCode, Address string
+	Email, PEC, Phone                 string
+	IBAN, Bank                        string
+	Signature, FromName, ReplyTo      string
+}
+
+// CreditorFrom is a policy's creditor block.
+func CreditorFrom(c policy.Creditor) Creditor {
+	return Creditor{Name: c.Name, VATNumber: c.VATNumber, TaxCode: c.TaxCode, Address: c.Address, Email: c.Email, PEC: c.PEC,
+		Phone: c.Phone, IBAN: c.IBAN, Bank: c.Bank, Signature: c.Signature, FromName: c.FromName, ReplyTo: c.ReplyTo}
 }
 
 // Message is one reminder to one client on one channel, possibly listing
@@ -88,11 +108,25 @@ type Message struct {
 	Items     []Item
 	Date      rcv.Date
 	History   []Sent // earlier contacts (hand-off dossier)
+	Creditor  Creditor
+	// PriorContacts counts the earlier stages delivered to the client for
+	// these invoices: a letter claims earlier reminders only when there
+	// were some.
+	PriorContacts int
+	// Ordinal is which message of its template this is (1: the first
+	// reminder, 2: the second), so that the second reads differently.
+	Ordinal    int
+	TermDays   int  // the term the letter gives (formal notice)
+	Clause1454 bool // add the art. 1454 c.c. clause
+	// Recall is set on a hand-off recall: why the platform must stop.
+	Recall string
 }
 
 // Sender delivers messages on one channel. It returns an error wrapping
 // ErrUndeliverable when the message can never be delivered (bounce, refused
-// recipient); any other error means nothing was delivered and a retry is safe.
+// recipient), one wrapping ErrPossiblySent when it cannot tell whether the
+// message was delivered (never retried by itself); any other error means
+// nothing was delivered and a retry is safe.
 type Sender interface {
 	Send(ctx context.Context, m Message) error
 }
@@ -128,6 +162,10 @@ type OutcomeDelivery struct {
 	InvoicesInMessage int
 	Error             string   // delivery_failed
 	Dossier           *Message // escalated: what the collection platform received
+	// PossiblySent: reminder_sent for a delivery that may have gone out
+	// (the connection dropped before the server confirmed it, or the
+	// process died between sending and recording): check before resending.
+	PossiblySent bool
 }
 
 // Outcomes publishes dunning.* events.

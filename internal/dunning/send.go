@@ -75,8 +75,21 @@ func (e *Engine) run(ctx context.Context, cid, id int64, o runOpts) (int, error)
 	if o.force != nil {
 		d = Decision{Send: o.force, Index: o.forceIdx}
 	}
+	if d.Blocked != "" {
+		e.attention(ctx, &c, d.Blocked)
+	}
 	if d.Send == nil {
 		return 0, e.setWake(ctx, &c, d.WakeAt)
+	}
+	if d.NeedsApproval {
+		return 0, e.requestApproval(ctx, &c, d)
+	}
+	mode, err := e.mode(ctx, cid)
+	if err != nil {
+		return 0, err
+	}
+	if mode == policy.ModeShadow && o.force == nil {
+		return 0, e.shadow(ctx, &c, d)
 	}
 	// Minimum gap between two contacts to the same client.
 	ckey := ClientKey(&c.Invoice)
@@ -105,7 +118,7 @@ func (e *Engine) run(ctx context.Context, cid, id int64, o runOpts) (int, error)
 			if err != nil || sc.InvoiceID == 0 {
 				continue
 			}
-			if sd := Decide(now, &sc, p, e.Calendar); sd.Send != nil {
+			if sd := Decide(now, &sc, p, e.Calendar); sd.Send != nil && !sd.NeedsApproval {
 				group = append(group, due{c: &sc, stage: *sd.Send, idx: sd.Index})
 			}
 		}
@@ -142,6 +155,7 @@ func (e *Engine) run(ctx context.Context, cid, id int64, o runOpts) (int, error)
 		return 0, nil
 	}
 	sent := 0
+	failed := map[int64]string{} // invoice → why its hand-off was not delivered
 	channels := map[policy.Channel][]due{}
 	for _, g := range group {
 		for _, ch := range g.stage.Channels {
@@ -156,26 +170,41 @@ func (e *Engine) run(ctx context.Context, cid, id int64, o runOpts) (int, error)
 		if len(items) == 0 {
 			continue
 		}
-		n, err := e.deliver(ctx, p, ch, items, now, o)
+		n, err := e.deliver(ctx, p, ch, items, now, o, failed)
 		sent += n
 		if err != nil {
 			return sent, err
 		}
 	}
-	// Advance every case of the group past its stage and plan its next wake.
+	// Advance every case of the group past its stage and plan its next
+	// wake. A hand-off that was not delivered does not escalate: the stage
+	// stays due (retried the next business day) with an ops task.
 	for _, g := range group {
+		why, notHanded := failed[g.c.InvoiceID]
+		notHanded = notHanded && g.stage.Escalate
 		nc, err := e.update(ctx, cid, g.c.InvoiceID, func(c *Case, exists bool) (bool, error) {
 			if !exists || c.Stage > g.idx {
 				return false, nil
 			}
 			c.Invoice = g.c.Invoice
+			if notHanded {
+				c.WakeAt = e.Calendar.SendTime(e.Calendar.NextBusinessDay(rcv.DateIn(now, rcv.Rome).AddDays(1)).In(rcv.Rome))
+				return true, nil
+			}
 			c.Stage = g.idx + 1
+			c.Approved = slices.DeleteFunc(c.Approved, func(s string) bool { return s == g.stage.Name })
+			if c.Awaiting != nil && c.Awaiting.Stage == g.stage.Name {
+				c.Awaiting = nil
+			}
 			if g.stage.Escalate && c.State == Active {
 				c.State = Escalated
 			}
 			c.WakeAt = Decide(now, c, p, e.Calendar).WakeAt
 			return true, nil
 		})
+		if notHanded {
+			e.attention(ctx, g.c, fmt.Sprintf("hand-off to %s not delivered (%s): the case is not escalated; it is retried every business day", p.Platform, why))
+		}
 		if err != nil {
 			return sent, err
 		}
@@ -234,13 +263,17 @@ func OutboxKey(cid, id int64, stage string, ch policy.Channel) string {
 }
 
 // deliver sends one message on a channel for the items, with the outbox
-// protocol, and records the outcome on each case.
-func (e *Engine) deliver(ctx context.Context, p *policy.Policy, ch policy.Channel, items []due, now time.Time, o runOpts) (int, error) {
+// protocol, and records the outcome on each case: in its Sent list and
+// timeline, and as a dunning.* event. A delivery an earlier run made but
+// did not record (a crash between the send and the case update), or one
+// it left possibly sent, is recorded and published now, once. failed
+// collects the invoices whose delivery failed, with why.
+func (e *Engine) deliver(ctx context.Context, p *policy.Policy, ch policy.Channel, items []due, now time.Time, o runOpts, failed map[int64]string) (int, error) {
 	sender, ok := e.Senders[ch]
 	if !ok {
 		// A policy stage on a channel this deployment does not have (e.g. a
 		// hand-off without a collection platform): tell ops, do not retry
-		// forever; the stage counts as failed and the case moves on.
+		// forever.
 		sender = unconfigured{ch}
 	}
 	var keys []string
@@ -261,23 +294,35 @@ func (e *Engine) deliver(ctx context.Context, p *policy.Policy, ch policy.Channe
 		if !errors.Is(err, rcv.ErrConflict) {
 			return 0, err
 		}
-		if prev.State == OutboxPending {
-			// A crash between send and record: possibly sent. Never re-send
-			// silently; tell ops.
-			e.attention(ctx, g.c, fmt.Sprintf("possibly sent: %s by %s at %s (message %s)", g.stage.Name, ch, prev.At.UTC().Format(time.RFC3339), prev.MessageID))
+		// Already attempted. Never re-send; record what happened if the
+		// case does not know it yet.
+		outcome := map[OutboxState]string{OutboxPending: "possibly_sent", OutboxPossiblySent: "possibly_sent", OutboxSent: "sent", OutboxFailed: "failed"}[prev.State]
+		if outcome == "" {
+			continue
+		}
+		if outcome == "possibly_sent" {
+			e.attention(ctx, g.c, fmt.Sprintf("possibly sent: %s by %s at %s (message %s): check with the client before sending it again", g.stage.Name, ch, prev.At.UTC().Format(time.RFC3339), prev.MessageID))
+		}
+		if err := e.record(ctx, g, ch, prev.MessageID, prev.At, outcome, prev.Error, keys[i], 1, nil, o); err != nil {
+			return 0, err
 		}
 	}
 	if len(go_) == 0 {
 		return 0, nil
 	}
-	msg := e.message(p, ch, go_, now)
+	msg := e.message(ctx, p, ch, go_, now)
 	msg.MessageID = msgID
 	err := sender.Send(ctx, msg)
 	state, errText := OutboxSent, ""
 	switch {
 	case err == nil:
+	case errors.Is(err, ErrPossiblySent):
+		state, errText = OutboxPossiblySent, err.Error()
 	case errors.Is(err, ErrUndeliverable):
 		state, errText = OutboxFailed, err.Error()
+		if slices.ContainsFunc(go_, func(g due) bool { return g.stage.Escalate }) {
+			state = OutboxRetry // a hand-off stays due: retried once a platform takes it
+		}
 	default:
 		// Nothing delivered: allow a later retry, and retry the timer.
 		for _, k := range goKeys {
@@ -285,70 +330,96 @@ func (e *Engine) deliver(ctx context.Context, p *policy.Policy, ch policy.Channe
 		}
 		return 0, fmt.Errorf("dunning: send %s: %w", ch, err)
 	}
+	outcome := map[OutboxState]string{OutboxSent: "sent", OutboxPossiblySent: "possibly_sent", OutboxFailed: "failed", OutboxRetry: "failed"}[state]
 	for i, g := range go_ {
 		if cerr := e.Outbox.Complete(ctx, goKeys[i], OutboxRecord{State: state, MessageID: msgID, At: now, Error: errText}); cerr != nil {
 			return 0, cerr
 		}
-		outcome := "sent"
-		if state == OutboxFailed {
-			outcome = "failed"
+		if outcome == "failed" {
+			failed[g.c.InvoiceID] = errText
 		}
-		s := Sent{Stage: g.stage.Name, Channel: ch, At: now, MessageID: msgID, Outcome: outcome, Operator: o.operator}
-		nc, uerr := e.update(ctx, g.c.CompanyID, g.c.InvoiceID, func(c *Case, exists bool) (bool, error) {
-			if !exists {
-				return false, nil
-			}
-			c.Sent = append(c.Sent, s)
-			if state == OutboxFailed {
-				c.Attention = append(c.Attention, fmt.Sprintf("delivery failed: %s by %s: %s", g.stage.Name, ch, errText))
-			}
-			return true, nil
-		})
-		if uerr != nil {
-			return 0, uerr
+		if outcome == "possibly_sent" {
+			e.attention(ctx, g.c, fmt.Sprintf("possibly sent: %s by %s at %s (message %s): %s", g.stage.Name, ch, now.UTC().Format(time.RFC3339), msgID, errText))
 		}
-		_ = e.Audit.Append(ctx, g.c.CompanyID, g.c.InvoiceID, AuditEntry{At: now, Action: "reminder_" + outcome, Stage: g.stage.Name, Channel: string(ch), Operator: o.operator, Reason: o.reason})
-		typ := "dunning.reminder_sent"
-		switch {
-		case state == OutboxFailed:
-			typ = "dunning.delivery_failed"
-		case g.stage.Escalate:
-			typ = "dunning.escalated"
-		}
-		detail := &OutcomeDelivery{Stage: g.stage.Name, Channel: string(ch), MessageID: msgID, InvoicesInMessage: len(go_), Error: errText}
-		if typ == "dunning.escalated" {
-			dossier := msg
-			detail.Dossier = &dossier
-		}
-		cs := g.c
-		if nc != nil {
-			cs = nc
-		}
-		if perr := e.Outcomes.Publish(ctx, Outcome{Type: typ, CompanyID: g.c.CompanyID, InvoiceID: g.c.InvoiceID, At: now, Case: *cs,
-			Key: goKeys[i], Delivery: detail}); perr != nil {
-			return 0, perr
+		if err := e.record(ctx, g, ch, msgID, now, outcome, errText, goKeys[i], len(go_), &msg, o); err != nil {
+			return 0, err
 		}
 	}
-	if state == OutboxFailed {
+	if outcome == "failed" {
 		return 0, nil
 	}
 	return 1, nil
 }
 
+// record adds one delivery outcome to a case (unless it is there already),
+// its timeline and the event stream (dunning.reminder_sent, escalated or
+// delivery_failed; the event id derives from the outbox key, so recording
+// again publishes nothing new).
+func (e *Engine) record(ctx context.Context, g due, ch policy.Channel, msgID string, at time.Time, outcome, errText, key string, n int, msg *Message, o runOpts) error {
+	s := Sent{Stage: g.stage.Name, Channel: ch, At: at, MessageID: msgID, Outcome: outcome, Operator: o.operator}
+	known := false
+	nc, err := e.update(ctx, g.c.CompanyID, g.c.InvoiceID, func(c *Case, exists bool) (bool, error) {
+		if !exists {
+			return false, nil
+		}
+		if slices.ContainsFunc(c.Sent, func(x Sent) bool { return x.MessageID == msgID && x.Stage == s.Stage && x.Channel == ch }) {
+			known = true
+			return false, nil
+		}
+		c.Sent = append(c.Sent, s)
+		if outcome == "failed" {
+			c.Attention = append(c.Attention, fmt.Sprintf("delivery failed: %s by %s: %s", g.stage.Name, ch, errText))
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	if known {
+		return nil
+	}
+	if err := e.Audit.Append(ctx, g.c.CompanyID, g.c.InvoiceID, AuditEntry{At: at, Action: "reminder_" + outcome, Stage: g.stage.Name, Channel: string(ch), Operator: o.operator, Reason: o.reason}); err != nil {
+		return err
+	}
+	typ := "dunning.reminder_sent"
+	switch {
+	case outcome == "failed":
+		typ = "dunning.delivery_failed"
+	case g.stage.Escalate && outcome == "sent":
+		typ = "dunning.escalated"
+	}
+	detail := &OutcomeDelivery{Stage: g.stage.Name, Channel: string(ch), MessageID: msgID, InvoicesInMessage: n, Error: errText, PossiblySent: outcome == "possibly_sent"}
+	if typ == "dunning.escalated" && msg != nil {
+		dossier := *msg
+		detail.Dossier = &dossier
+	}
+	cs := g.c
+	if nc != nil {
+		cs = nc
+	}
+	return e.Outcomes.Publish(ctx, Outcome{Type: typ, CompanyID: g.c.CompanyID, InvoiceID: g.c.InvoiceID, At: at, Case: *cs, Key: key, Delivery: detail})
+}
+
 func (e *Engine) attention(ctx context.Context, c *Case, note string) {
-	_, _ = e.update(ctx, c.CompanyID, c.InvoiceID, func(x *Case, exists bool) (bool, error) {
+	nc, err := e.update(ctx, c.CompanyID, c.InvoiceID, func(x *Case, exists bool) (bool, error) {
 		if !exists || slices.Contains(x.Attention, note) {
 			return false, nil
 		}
 		x.Attention = append(x.Attention, note)
 		return true, nil
 	})
+	if err != nil || nc == nil {
+		return // already noted (or the case is gone)
+	}
 	_ = e.Audit.Append(ctx, c.CompanyID, c.InvoiceID, AuditEntry{At: e.now(), Action: "attention", Reason: note})
 	e.log().Warn("case needs attention", "company_id", c.CompanyID, "invoice_id", c.InvoiceID, "note", note)
 }
 
-// message renders the data of a message (templates are the channel's job).
-func (e *Engine) message(p *policy.Policy, ch policy.Channel, items []due, now time.Time) Message {
+// message renders the data of a message (templates are the channel's job):
+// for each invoice what is demanded on the day (see DemandOn), with the
+// interest per late installment from its first late day, and who the
+// creditor is.
+func (e *Engine) message(ctx context.Context, p *policy.Policy, ch policy.Channel, items []due, now time.Time) Message {
 	today := rcv.DateIn(now, rcv.Rome)
 	first := items[0].c
 	lang := first.Invoice.Client.Language
@@ -356,24 +427,55 @@ func (e *Engine) message(p *policy.Policy, ch policy.Channel, items []due, now t
 		lang = p.Language
 	}
 	m := Message{CompanyID: first.CompanyID, Client: first.Invoice.Client, Channel: ch, Language: lang, Platform: p.Platform, Date: today}
+	m.Creditor = CreditorFrom(p.Creditor)
+	if e.Creditors != nil {
+		if c, err := e.Creditors(ctx, first.CompanyID); err == nil {
+			m.Creditor = c
+		} else {
+			e.log().Warn("creditor details from FIC unavailable; using the policy's", "company_id", first.CompanyID, "error", err)
+		}
+	}
 	top := -1 << 31
 	for _, g := range items {
-		it := Item{Invoice: g.c.Invoice, Stage: g.stage, DaysOverdue: g.c.Invoice.DaysOverdue(today)}
+		demand := DemandOn(g.c, today, g.stage.OffsetDays < 0, e.Calendar)
+		it := Item{Invoice: g.c.Invoice, Stage: g.stage, DaysOverdue: 0, Demand: demand}
+		for _, d := range demand.Items {
+			it.DaysOverdue = max(it.DaysOverdue, d.DaysLate)
+		}
 		if g.stage.Interest && e.Rates != nil {
 			total := decimal.Zero
-			for _, in := range g.c.Invoice.Installments {
-				if in.Open() {
-					if r, err := e.Rates.Compute(in.Amount, in.DueDate, today); err == nil {
-						total = total.Add(r.Interest)
+			for _, d := range demand.Items {
+				if d.LateFrom.IsZero() {
+					continue
+				}
+				r, err := e.Rates.Compute(d.Amount, d.LateFrom.AddDays(-1), today)
+				if err != nil {
+					continue
+				}
+				total = total.Add(r.Interest)
+				for _, rate := range r.Rates {
+					if !slices.ContainsFunc(it.Rates, rate.Equal) {
+						it.Rates = append(it.Rates, rate)
 					}
+				}
+				if it.InterestFrom.IsZero() || d.LateFrom.Before(it.InterestFrom) {
+					it.InterestFrom = d.LateFrom
 				}
 			}
 			it.Interest, it.Compensation = total, interest.Compensation
 		}
 		m.Items = append(m.Items, it)
-		m.History = append(m.History, g.c.Sent...)
+		for _, s := range g.c.Sent {
+			m.History = append(m.History, s)
+			if s.Outcome == "sent" && s.Stage != g.stage.Name {
+				m.PriorContacts++
+			}
+		}
 		if g.stage.OffsetDays > top {
 			top, m.Template, m.Stage = g.stage.OffsetDays, g.stage.Template, g.stage.Name
+			m.TermDays, m.Clause1454 = g.stage.TermDays, g.stage.Clause1454
+			m.Ordinal = 1 + slices.IndexFunc(p.Stages, func(s policy.Stage) bool { return s.Name == g.stage.Name }) -
+				slices.IndexFunc(p.Stages, func(s policy.Stage) bool { return s.Template == g.stage.Template })
 		}
 	}
 	return m

@@ -64,7 +64,9 @@ func (l *sendLog) Send(_ context.Context, m dunning.Message) error {
 // The engine wakes itself at the right instants, on its own timers and
 // nothing else: every stage at the start of the send window on a business
 // day, a promise to pay holds the reminders until it expires and the
-// workflow resumes by itself the next morning. Time is the synctest
+// workflow resumes by itself the next morning, formal steps enter the
+// approval queue at their instant (the hand-off only once the notice's
+// term has expired) and go out when approved. Time is the synctest
 // bubble's (it starts on Saturday 1 January 2000, UTC).
 func TestEngineWakesItselfOnTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -107,6 +109,26 @@ func TestEngineWakesItselfOnTime(t *testing.T) {
 		if _, err := eng.SetState(ctx, 1, 10, dunning.Promised, rcv.MustDate("2000-01-31"), "maria", "promised by phone"); err != nil {
 			t.Fatal(err)
 		}
+		// The formal notice: 15 days after the due date, but at least 5
+		// after the last reminder (1 February): Sunday 6th, so Monday 7th,
+		// where it waits for approval.
+		sleepUntil("2000-02-07 12:00")
+		approve := func(stage string, since string) {
+			t.Helper()
+			q, err := eng.Approvals(ctx, 1)
+			if err != nil || len(q) != 1 || q[0].Awaiting.Stage != stage || !q[0].Awaiting.Since.Equal(at(since)) {
+				t.Fatalf("approval queue: %+v, %v; want %s since %s", q, err, stage, since)
+			}
+			if _, err := eng.DecideApproval(ctx, 1, 10, dunning.Approve, rcv.Date{}, "maria", "checked"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		approve("formal_notice", "2000-02-07 09:00")
+		// The hand-off: its day is 30 days after the due date (18
+		// February), but the notice gave 15 days from its delivery: the
+		// day after they expire, Wednesday 23rd.
+		sleepUntil("2000-02-23 10:00")
+		approve("handoff", "2000-02-23 09:00")
 		sleepUntil("2000-03-31 10:00")
 
 		log.mu.Lock()
@@ -118,6 +140,8 @@ func TestEngineWakesItselfOnTime(t *testing.T) {
 			{"courtesy", at("2000-01-17 09:00")},        // 3 days before the due date is a Sunday: Monday
 			{"first_reminder", at("2000-01-20 09:00")},  // due date + 1
 			{"second_reminder", at("2000-02-01 09:00")}, // held by the promise (until 31 January), then the next morning
+			{"formal_notice", at("2000-02-07 12:00")},   // approved at noon
+			{"handoff", at("2000-02-23 10:00")},         // approved at ten
 		}
 		if len(log.sent) != len(policy.Default().For(1).Stages) {
 			t.Fatalf("sent %v, want one message per stage", log.sent)
@@ -129,8 +153,8 @@ func TestEngineWakesItselfOnTime(t *testing.T) {
 		}
 		for i, s := range log.sent {
 			local := s.at.In(rcv.Rome)
-			if !cal.IsBusinessDay(rcv.DateIn(s.at, rcv.Rome)) || local.Hour() != 9 || local.Minute() != 0 {
-				t.Errorf("%s sent at %v: not 09:00 on a business day", s.stage, local)
+			if !cal.IsBusinessDay(rcv.DateIn(s.at, rcv.Rome)) || !cal.InWindow(s.at) {
+				t.Errorf("%s sent at %v: not in the send window of a business day", s.stage, local)
 			}
 			if i > 0 && s.at.Sub(log.sent[i-1].at) < 3*24*time.Hour {
 				t.Errorf("%s sent %v after %s: closer than the minimum gap", s.stage, s.at.Sub(log.sent[i-1].at), log.sent[i-1].stage)

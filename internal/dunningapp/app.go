@@ -99,6 +99,7 @@ func (m *Main) Run(ctx context.Context) error {
 		outbox  *kvstore.Outbox
 		aud     *audit.Stream
 		sched   *timers.Scheduler
+		modes   *kvstore.Modes
 	)
 	err = natsrv.Retry(ctx, func(ctx context.Context) error {
 		if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas}); err != nil {
@@ -118,6 +119,9 @@ func (m *Main) Run(ctx context.Context) error {
 		if outbox, err = kvstore.NewOutbox(ctx, js, bc); err != nil {
 			return err
 		}
+		if modes, err = kvstore.NewModes(ctx, js, bc); err != nil {
+			return err
+		}
 		if aud, err = audit.New(ctx, js, cfg.Replicas); err != nil {
 			return err
 		}
@@ -133,6 +137,10 @@ func (m *Main) Run(ctx context.Context) error {
 		if pols, err = policy.Load(cfg.PolicyFile); err != nil {
 			return err
 		}
+	}
+	letters, err := notify.NewRenderer(cfg.TemplatesDir)
+	if err != nil {
+		return fmt.Errorf("letter templates: %w", err)
 	}
 	rates := interest.Default()
 	if cfg.RatesFile != "" {
@@ -156,13 +164,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	src := &fic.Source{Client: client}
 	senders := map[policy.Channel]dunning.Sender{
-		policy.Email: &notify.Email{Config: notify.SMTPConfig{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUser, Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}},
+		policy.Email: &notify.Email{Renderer: letters, Config: notify.SMTPConfig{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUser, Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}},
 	}
 	if cfg.PECHost != "" {
-		senders[policy.PEC] = &notify.Email{PEC: true, Config: notify.SMTPConfig{Host: cfg.PECHost, Port: cfg.PECPort, Username: cfg.PECUser, Password: cfg.PECPassword, From: cfg.PECFrom, TLS: cfg.PECTLS}}
+		senders[policy.PEC] = &notify.Email{PEC: true, Renderer: letters, Config: notify.SMTPConfig{Host: cfg.PECHost, Port: cfg.PECPort, Username: cfg.PECUser, Password: cfg.PECPassword, From: cfg.PECFrom, TLS: cfg.PECTLS}}
 	} else {
 		log.Warn("PEC_SMTP_HOST unset: formal notices go through SMTP_HOST to the client's PEC address")
-		senders[policy.PEC] = &notify.Email{PEC: true, Config: notify.SMTPConfig{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUser, Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}}
+		senders[policy.PEC] = &notify.Email{PEC: true, Renderer: letters, Config: notify.SMTPConfig{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUser, Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}}
 	}
 	if cfg.PlatformURL != "" {
 		senders[policy.Webhook] = &notify.Webhook{Platforms: map[string]notify.Platform{pols.Default.Platform: {URL: cfg.PlatformURL, Secret: []byte(cfg.PlatformSecret)}}}
@@ -174,7 +182,7 @@ func (m *Main) Run(ctx context.Context) error {
 	pub := &events.Publisher{JS: js}
 	eng := &dunning.Engine{Cases: cases, Clients: clients, Outbox: outbox, Audit: aud, Outcomes: outcomes{pub}, Wakeups: sched,
 		Fresh: func(int64) (dunning.Fresh, error) { return src, nil }, Senders: senders, Policies: pols, Calendar: cal, Rates: rates, Now: m.now, Log: log,
-		GroupDelay: cfg.GroupDelay}
+		GroupDelay: cfg.GroupDelay, Modes: modes, Creditors: (&creditors{fic: client, pols: pols, log: log}).get}
 
 	// Receivables events (not our own dunning.* ones), one lane per
 	// document (ce-source names the company, ce-subject the document; the

@@ -29,8 +29,9 @@ import (
 )
 
 type box struct {
-	mu sync.Mutex
-	n  int
+	mu   sync.Mutex
+	n    int
+	msgs []string
 }
 
 type sess struct{ b *box }
@@ -39,9 +40,10 @@ func (b *box) NewSession(*smtp.Conn) (smtp.Session, error) { return sess{b}, nil
 func (sess) Mail(string, *smtp.MailOptions) error          { return nil }
 func (sess) Rcpt(string, *smtp.RcptOptions) error          { return nil }
 func (s sess) Data(r io.Reader) error {
-	_, _ = io.ReadAll(r)
+	b, _ := io.ReadAll(r)
 	s.b.mu.Lock()
 	s.b.n++
+	s.b.msgs = append(s.b.msgs, string(b))
 	s.b.mu.Unlock()
 	return nil
 }
@@ -70,12 +72,53 @@ func TestDunningEndToEnd(t *testing.T) {
 	if _, err := p.Scan(ctx, src, cid, nil); err != nil {
 		t.Fatal(err)
 	}
+	// A first sync finds a backlog: late invoices wait in the approval
+	// queue instead of going out by themselves.
+	base := "http://" + m.OpsAddr
+	cliEnv := []string{"DUNNING_OPS_URL=" + base, "DUNNING_OPS_TOKEN=" + token}
+	var queue bytes.Buffer
 	deadline := time.Now().Add(20 * time.Second)
-	for mb.count() == 0 && time.Now().Before(deadline) {
+	for time.Now().Before(deadline) {
+		queue.Reset()
+		if err := Command(ctx, []string{"approvals", "-company", fmt.Sprint(cid)}, cliEnv, &queue, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(queue.String(), "catch-up") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	lines := strings.Split(strings.TrimSpace(queue.String()), "\n")
+	if len(lines) < 2 || !strings.Contains(lines[0], "WAITING SINCE") || !strings.Contains(lines[1], "first_reminder") {
+		t.Fatalf("approval queue:\n%s\n%s", queue.String(), logs.String())
+	}
+	before := mb.count()
+	f := strings.Fields(lines[1])
+	var approved bytes.Buffer
+	if err := Command(ctx, []string{"approve", f[0], f[1], "-operator", "maria", "-reason", "backlog checked"}, cliEnv, &approved, io.Discard); err != nil || !strings.Contains(approved.String(), "approved") {
+		t.Fatalf("approve: %v\n%s", err, approved.String())
+	}
+	for mb.count() == before && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if mb.count() == 0 {
-		t.Fatalf("no reminder reached the SMTP server\n%s", logs.String())
+	if mb.count() == before {
+		t.Fatalf("no reminder reached the SMTP server after the approval\n%s", logs.String())
+	}
+	// The letter says who the creditor is (FIC's company name and VAT
+	// number) and how to pay (the IBAN of its bank account in FIC).
+	mb.mu.Lock()
+	letter := strings.Join(mb.msgs, "\n")
+	mb.mu.Unlock()
+	company, _ := fic.New(fic.Config{BaseURL: fsrv.URL}, fic.StaticToken(sim.Token()))
+	cos, err := company.ListUserCompanies(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iban := ficsim.IBANOf(cid)
+	for _, w := range []string{cos[0].Name, string(cos[0].VATNumber), iban[:4] + " " + iban[4:8], "Saldo fattura n. "} {
+		if !strings.Contains(strings.ReplaceAll(letter, "=\r\n", ""), w) {
+			t.Errorf("letter lacks %q:\n%.3000s", w, letter)
+		}
 	}
 	// Let every due case fire: wait until the count is stable for 1 s.
 	sent := mb.count()
@@ -87,7 +130,6 @@ func TestDunningEndToEnd(t *testing.T) {
 	}
 
 	// Ops API: authentication.
-	base := "http://" + m.OpsAddr
 	for tok, want := range map[string]int{"": 401, "wrong-token": 403, token: 200} {
 		req, _ := http.NewRequest("GET", base+"/v1/cases", nil)
 		if tok != "" {
@@ -103,7 +145,6 @@ func TestDunningEndToEnd(t *testing.T) {
 		}
 	}
 	// CLI commands through the API.
-	cliEnv := []string{"DUNNING_OPS_URL=" + base, "DUNNING_OPS_TOKEN=" + token}
 	var out bytes.Buffer
 	if err := Command(ctx, []string{"cases", "-company", fmt.Sprint(cid)}, cliEnv, &out, io.Discard); err != nil {
 		t.Fatal(err)

@@ -142,6 +142,63 @@ func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, std
 		} else {
 			fmt.Fprintf(tw, "state\t%v\n", out["case"].(map[string]any)["state"])
 		}
+	case "approvals":
+		q := url.Values{}
+		if *company > 0 {
+			q.Set("company", fmt.Sprint(*company))
+		}
+		out, err := call("GET", "/v1/approvals?"+q.Encode(), nil)
+		if err != nil {
+			return err
+		}
+		rows, _ := out["approvals"].([]any)
+		if len(rows) == 0 {
+			fmt.Fprintln(tw, "Nothing waits for approval.")
+			return nil
+		}
+		fmt.Fprintln(tw, "COMPANY\tINVOICE\tNUMBER\tCLIENT\tSTAGE\tWHY\tWAITING SINCE\tDAYS LATE\tDUE €")
+		for _, row := range rows {
+			m := row.(map[string]any)
+			ap, _ := m["awaiting_approval"].(map[string]any)
+			since := fmt.Sprint(ap["since"])
+			if t, err := time.Parse(time.RFC3339Nano, since); err == nil {
+				since = t.In(rome).Format("02/01/2006 15:04")
+			}
+			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\t%v\t%v\t%v\n", num(m["company_id"]), num(m["invoice_id"]), m["number"], m["client"], ap["stage"], ap["reason"], since, num(m["days_overdue"]), m["amount_due"])
+		}
+	case "approve", "reject", "postpone":
+		if err := need(2); err != nil {
+			return err
+		}
+		body := map[string]string{"operator": *operator, "reason": *reason}
+		if *until != "" {
+			body["until"] = *until
+		}
+		out, err := call("POST", "/v1/cases/"+pos[0]+"/"+pos[1]+"/"+cmd, body)
+		if err != nil {
+			return err
+		}
+		c := out["case"].(map[string]any)
+		fmt.Fprintf(tw, "%s\tinvoice %v\nstate\t%v\nnext stage\t%v\n", map[string]string{"approve": "approved", "reject": "rejected", "postpone": "postponed"}[cmd], num(c["invoice_id"]), c["state"], num(c["stage"]))
+	case "mode":
+		if *company <= 0 {
+			return fmt.Errorf("mode: -company is required")
+		}
+		path := fmt.Sprintf("/v1/companies/%d/mode", *company)
+		var out map[string]any
+		var err error
+		if len(pos) == 0 {
+			out, err = call("GET", path, nil)
+		} else {
+			out, err = call("PUT", path, map[string]string{"mode": pos[0], "operator": *operator})
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "company\t%v\nmode\t%v\n", num(out["company_id"]), out["mode"])
+		if n, ok := out["cases_woken"]; ok {
+			fmt.Fprintf(tw, "cases woken\t%v\n", num(n))
+		}
 	case "preview", "aging":
 		q := url.Values{"company": {fmt.Sprint(*company)}}
 		if *date != "" {
@@ -175,10 +232,12 @@ func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, std
 			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\n", num(m["seq"]), m["time"], m["subject"], m["event_id"], m["reason"])
 		}
 	default:
-		return fmt.Errorf("unknown command %q (want run, cases, show, remind, pause, resume, dispute, promise, writeoff, preview, aging, deadletters)", cmd)
+		return fmt.Errorf("unknown command %q (want run, render, cases, show, approvals, approve, reject, postpone, mode, remind, pause, resume, dispute, promise, writeoff, preview, aging, deadletters)", cmd)
 	}
 	return nil
 }
+
+var rome, _ = time.LoadLocation("Europe/Rome")
 
 func num(v any) string {
 	if f, ok := v.(float64); ok {

@@ -32,6 +32,9 @@ func Command(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		}
 		return nil
 	}
+	if cmd == "render" {
+		return render(cfg, args, stdout, stderr)
+	}
 	if cmd == "run" {
 		if err := cfg.Validate(); err != nil {
 			return fmt.Errorf("invalid configuration:\n%w", err)

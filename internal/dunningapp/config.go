@@ -29,7 +29,10 @@ type Config struct {
 	FICLimits fic.Limits
 
 	PolicyFile string `env:"DUNNING_POLICY_FILE"`
-	RatesFile  string `env:"DUNNING_INTEREST_RATES_FILE"`
+	// TemplatesDir overrides the shipped letter templates file by file
+	// (see notify.NewRenderer); validated at start.
+	TemplatesDir string `env:"DUNNING_TEMPLATES_DIR"`
+	RatesFile    string `env:"DUNNING_INTEREST_RATES_FILE"`
 
 	SMTPHost     string `env:"SMTP_HOST" envDefault:"127.0.0.1"`
 	SMTPPort     int    `env:"SMTP_PORT" envDefault:"1025"`

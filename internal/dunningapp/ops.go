@@ -28,7 +28,13 @@ func (a *opsAPI) handler() http.Handler {
 	mux.HandleFunc("GET /v1/cases", a.list)
 	mux.HandleFunc("GET /v1/cases/{cid}/{id}", a.show)
 	mux.HandleFunc("POST /v1/cases/{cid}/{id}/remind", a.remind)
+	mux.HandleFunc("POST /v1/cases/{cid}/{id}/approve", a.approval(dunning.Approve))
+	mux.HandleFunc("POST /v1/cases/{cid}/{id}/reject", a.approval(dunning.Reject))
+	mux.HandleFunc("POST /v1/cases/{cid}/{id}/postpone", a.approval(dunning.Postpone))
 	mux.HandleFunc("POST /v1/cases/{cid}/{id}/{action}", a.state)
+	mux.HandleFunc("GET /v1/approvals", a.approvals)
+	mux.HandleFunc("GET /v1/companies/{cid}/mode", a.getMode)
+	mux.HandleFunc("PUT /v1/companies/{cid}/mode", a.setMode)
 	mux.HandleFunc("GET /v1/preview", a.preview)
 	mux.HandleFunc("GET /v1/aging", a.aging)
 	mux.HandleFunc("GET /v1/deadletters", a.deadletters)
@@ -104,9 +110,9 @@ func (a *opsAPI) list(w http.ResponseWriter, r *http.Request) {
 	}
 	state, stage := q.Get("state"), q.Get("stage")
 	switch dunning.State(state) {
-	case "", dunning.Active, dunning.Escalated, dunning.Paused, dunning.Disputed, dunning.Promised, dunning.Closed:
+	case "", dunning.Active, dunning.Escalated, dunning.Paused, dunning.Disputed, dunning.Promised, dunning.Held, dunning.Closed:
 	default:
-		apiError(w, http.StatusBadRequest, "state: want active, escalated, paused, disputed, promised or closed")
+		apiError(w, http.StatusBadRequest, "state: want active, escalated, paused, disputed, promised, held or closed")
 		return
 	}
 	cases, err := a.eng.Cases.List(r.Context(), cid)
@@ -126,9 +132,7 @@ func (a *opsAPI) list(w http.ResponseWriter, r *http.Request) {
 		if (state != "" && string(c.State) != state) || (stage != "" && next != stage) || (minDays >= 0 && days < minDays) {
 			continue
 		}
-		out = append(out, map[string]any{"company_id": c.CompanyID, "invoice_id": c.InvoiceID, "number": c.Invoice.Number,
-			"client": c.Invoice.Client.Name, "state": c.State, "next_stage": next, "days_overdue": days,
-			"amount_due": c.Invoice.AmountDue().StringFixed(2), "wake_at": c.WakeAt, "attention": c.Attention})
+		out = append(out, caseRow(&c, next, days, a.eng, today))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"cases": out})
 }
@@ -288,4 +292,109 @@ func (a *opsAPI) deadletters(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": out})
+}
+
+// caseRow is a case as the list endpoints show it: amount_due is what the
+// case demands today (late installments less credit notes).
+func caseRow(c *dunning.Case, next string, days int, eng *dunning.Engine, today rcv.Date) map[string]any {
+	demand := dunning.DemandOn(c, today, false, eng.Calendar)
+	row := map[string]any{"company_id": c.CompanyID, "invoice_id": c.InvoiceID, "number": c.Invoice.Number,
+		"client": c.Invoice.Client.Name, "state": c.State, "next_stage": next, "days_overdue": days,
+		"amount_due": demand.Total.StringFixed(2), "outstanding": c.Outstanding().StringFixed(2), "wake_at": c.WakeAt, "attention": c.Attention}
+	if c.Awaiting != nil {
+		row["awaiting_approval"] = c.Awaiting
+	}
+	if c.HeldFor != "" {
+		row["held_for"] = c.HeldFor
+	}
+	return row
+}
+
+func (a *opsAPI) approvals(w http.ResponseWriter, r *http.Request) {
+	var cid int64
+	if v := r.URL.Query().Get("company"); v != "" {
+		var err error
+		if cid, err = strconv.ParseInt(v, 10, 64); err != nil || cid <= 0 {
+			apiError(w, http.StatusBadRequest, "company: want a positive integer")
+			return
+		}
+	}
+	cases, err := a.eng.Approvals(r.Context(), cid)
+	if err != nil {
+		engineError(w, err)
+		return
+	}
+	today := rcv.DateIn(a.now(), rcv.Rome)
+	out := []map[string]any{}
+	for i := range cases {
+		c := &cases[i]
+		out = append(out, caseRow(c, c.Awaiting.Stage, c.Invoice.DaysOverdue(today), a.eng, today))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"approvals": out})
+}
+
+func (a *opsAPI) approval(decision string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		cid, id, ok := ids(w, r)
+		if !ok {
+			return
+		}
+		req, ok := decodeOp(w, r)
+		if !ok {
+			return
+		}
+		var until rcv.Date
+		if req.Until != "" {
+			d, err := rcv.ParseDate(req.Until)
+			if err != nil {
+				apiError(w, http.StatusBadRequest, "until: "+err.Error())
+				return
+			}
+			until = d
+		}
+		c, err := a.eng.DecideApproval(r.Context(), cid, id, decision, until, req.Operator, req.Reason)
+		if err != nil {
+			engineError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"case": c})
+	}
+}
+
+func (a *opsAPI) getMode(w http.ResponseWriter, r *http.Request) {
+	cid, err := strconv.ParseInt(r.PathValue("cid"), 10, 64)
+	if err != nil || cid <= 0 {
+		apiError(w, http.StatusBadRequest, "company id must be a positive integer")
+		return
+	}
+	m, err := a.eng.Mode(r.Context(), cid)
+	if err != nil {
+		engineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"company_id": cid, "mode": m})
+}
+
+func (a *opsAPI) setMode(w http.ResponseWriter, r *http.Request) {
+	cid, err := strconv.ParseInt(r.PathValue("cid"), 10, 64)
+	if err != nil || cid <= 0 {
+		apiError(w, http.StatusBadRequest, "company id must be a positive integer")
+		return
+	}
+	var req struct {
+		Mode     string `json:"mode"`
+		Operator string `json:"operator"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<12))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return
+	}
+	n, err := a.eng.SetMode(r.Context(), cid, req.Mode, req.Operator)
+	if err != nil {
+		engineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"company_id": cid, "mode": req.Mode, "cases_woken": n})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/natstest"
+	"github.com/incasso-io/incasso/internal/policy"
 )
 
 // slowBox is an SMTP server that takes its time to accept a message and
@@ -57,7 +60,8 @@ func TestStopDuringASendFinishesAndRecordsIt(t *testing.T) {
 	_, now := businessMorning()
 	cfg, err := ParseConfig([]string{"NATS_URL=" + ns.ClientURL(), "FIC_BASE_URL=" + fsrv.URL, "FIC_ACCESS_TOKEN=" + sim.Token(),
 		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", port), "SMTP_TLS=none",
-		"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=ops-token-0123456789", "DUNNING_GROUP_DELAY=200ms", "DUNNING_CONCURRENCY=1"})
+		"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=ops-token-0123456789", "DUNNING_GROUP_DELAY=200ms", "DUNNING_CONCURRENCY=1",
+		"DUNNING_POLICY_FILE=" + catchUpStart(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,4 +113,16 @@ func TestStopDuringASendFinishesAndRecordsIt(t *testing.T) {
 	if sent == 0 {
 		t.Fatal("the delivery was not recorded as sent")
 	}
+}
+
+// catchUpStart writes the default policy with catch_up: start (a backlog
+// is sent without approval) and returns its path.
+func catchUpStart(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	y := strings.Replace(string(policy.DefaultYAML()), "catch_up: approve", "catch_up: start", 1)
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -180,6 +180,7 @@ func (s *Server) Handler() http.Handler {
 	api("GET /c/{cid}/bin/issued_documents/{id}", "get_bin_issued_document", anyDocScope, s.handleBinGet)
 	api("DELETE /c/{cid}/bin/issued_documents/{id}", "delete_bin_issued_document", s.binWriteScope, s.handleBinDelete)
 	api("POST /c/{cid}/bin/issued_documents/{id}/recover", "recover_bin_issued_document", s.binWriteScope, s.handleBinRecover)
+	api("GET /c/{cid}/info/payment_accounts", "payment_accounts", nil, s.handlePaymentAccounts)
 	api("GET /c/{cid}/subscriptions", "subscriptions", nil, s.handleSubList)
 	api("POST /c/{cid}/subscriptions", "subscriptions", nil, s.handleSubCreate)
 	api("GET /c/{cid}/subscriptions/{sid}", "subscription", nil, s.handleSubGet)
@@ -264,6 +265,30 @@ func (s *Server) handleUserCompanies(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"companies": list}})
+}
+
+// handlePaymentAccounts serves the company's one bank account (and the
+// cash account FIC creates for every company, which has no IBAN).
+func (s *Server) handlePaymentAccounts(w http.ResponseWriter, r *http.Request) {
+	cid, _ := pathInt(r, "cid")
+	writeJSON(w, http.StatusOK, map[string]any{"data": []map[string]any{
+		{"id": cid*10 + 1, "name": "Cassa", "type": "standard", "iban": nil, "sia": nil, "cuc": nil, "virtual": false},
+		{"id": cid*10 + 2, "name": "Conto corrente", "type": "bank", "iban": IBANOf(cid), "sia": nil, "cuc": nil, "virtual": false},
+	}})
+}
+
+// IBANOf is the sandbox company's IBAN: Italian, with valid check digits.
+func IBANOf(cid int64) string {
+	bban := fmt.Sprintf("X0542811101%012d", cid%1_000_000_000_000)
+	mod := 0
+	for _, c := range bban + "IT00" {
+		if c >= 'A' && c <= 'Z' {
+			mod = (mod*100 + int(c-'A'+10)) % 97
+		} else {
+			mod = (mod*10 + int(c-'0')) % 97
+		}
+	}
+	return fmt.Sprintf("IT%02d%s", 98-mod, bban)
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {

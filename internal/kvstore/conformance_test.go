@@ -39,4 +39,5 @@ func TestConformance(t *testing.T) {
 	t.Run("Cases", func(t *testing.T) { storetest.CaseStore(t, as[dunning.CaseStore](open(kvstore.NewCases))) })
 	t.Run("Clients", func(t *testing.T) { storetest.ClientIndex(t, as[dunning.ClientIndex](open(kvstore.NewClients))) })
 	t.Run("Outbox", func(t *testing.T) { storetest.Outbox(t, as[dunning.Outbox](open(kvstore.NewOutbox))) })
+	t.Run("Modes", func(t *testing.T) { storetest.ModeStore(t, as[dunning.ModeStore](open(kvstore.NewModes))) })
 }

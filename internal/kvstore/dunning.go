@@ -184,3 +184,32 @@ func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
 }
+
+// ModesBucket keeps each company's dunning mode (live, shadow).
+const ModesBucket = "incasso_dunning_modes"
+
+// Modes implements dunning.ModeStore.
+type Modes struct{ KV jetstream.KeyValue }
+
+var _ dunning.ModeStore = (*Modes)(nil)
+
+// NewModes opens the bucket.
+func NewModes(ctx context.Context, js jetstream.JetStream, c BucketConfig) (*Modes, error) {
+	kv, err := bucket(ctx, js, ModesBucket, "dunning mode per company (live, shadow), as ops set it", c)
+	return &Modes{KV: kv}, err
+}
+
+// Get implements dunning.ModeStore.
+func (m *Modes) Get(ctx context.Context, cid int64) (dunning.ModeRecord, error) {
+	var r dunning.ModeRecord
+	_, err := getJSON(ctx, m.KV, strconv.FormatInt(cid, 10), &r)
+	return r, err
+}
+
+// Put implements dunning.ModeStore.
+func (m *Modes) Put(ctx context.Context, cid int64, r dunning.ModeRecord) error {
+	if _, err := m.KV.Put(ctx, strconv.FormatInt(cid, 10), mustJSON(r)); err != nil {
+		return fmt.Errorf("kvstore: put mode of %d: %w", cid, err)
+	}
+	return nil
+}

@@ -339,3 +339,27 @@ func (a *Audit) Timeline(_ context.Context, cid, id int64) ([]dunning.AuditEntry
 	defer a.mu.Unlock()
 	return slices.Clone(a.m[docKey(cid, id)]), nil
 }
+
+// Modes implements dunning.ModeStore.
+type Modes struct{ t table }
+
+var _ dunning.ModeStore = (*Modes)(nil)
+
+// Get implements dunning.ModeStore.
+func (m *Modes) Get(_ context.Context, cid int64) (dunning.ModeRecord, error) {
+	e, ok := m.t.get(strconv.FormatInt(cid, 10))
+	if !ok {
+		return dunning.ModeRecord{}, nil
+	}
+	return decode[dunning.ModeRecord](e), nil
+}
+
+// Put implements dunning.ModeStore.
+func (m *Modes) Put(_ context.Context, cid int64, r dunning.ModeRecord) error {
+	for {
+		e, _ := m.t.get(strconv.FormatInt(cid, 10))
+		if _, err := m.t.put(strconv.FormatInt(cid, 10), r, e.rev, false, false); err == nil {
+			return nil
+		}
+	}
+}

@@ -30,6 +30,8 @@ type Email struct {
 	Config SMTPConfig
 	// PEC sends to the client's certified address instead of the ordinary one.
 	PEC bool
+	// Renderer renders the letters (nil: the shipped templates).
+	Renderer *Renderer
 }
 
 var _ dunning.Sender = (*Email)(nil)
@@ -48,13 +50,29 @@ func (e *Email) Send(ctx context.Context, m dunning.Message) error {
 		}
 		return fmt.Errorf("%w: client %q has no %s address", dunning.ErrUndeliverable, m.Client.Name, kind)
 	}
-	r, err := Render(m)
+	rd := e.Renderer
+	if rd == nil {
+		rd = DefaultRenderer
+	}
+	r, err := rd.Render(m)
 	if err != nil {
 		return fmt.Errorf("%w: render: %v", dunning.ErrUndeliverable, err)
 	}
 	msg := mail.NewMsg()
-	if err := msg.From(e.Config.From); err != nil {
-		return fmt.Errorf("%w: from %q: %v", dunning.ErrUndeliverable, e.Config.From, err)
+	from := e.Config.From
+	name := m.Creditor.FromName
+	if name == "" {
+		name = m.Creditor.Name
+	}
+	if err := msg.FromFormat(name, from); name == "" || err != nil {
+		if err := msg.From(from); err != nil {
+			return fmt.Errorf("%w: from %q: %v", dunning.ErrUndeliverable, from, err)
+		}
+	}
+	if m.Creditor.ReplyTo != "" {
+		if err := msg.ReplyTo(m.Creditor.ReplyTo); err != nil {
+			return fmt.Errorf("%w: reply-to %q: %v", dunning.ErrUndeliverable, m.Creditor.ReplyTo, err)
+		}
 	}
 	if err := msg.To(to); err != nil {
 		return fmt.Errorf("%w: recipient %q: %v", dunning.ErrUndeliverable, to, err)
@@ -93,7 +111,15 @@ func (e *Email) Send(ctx context.Context, m dunning.Message) error {
 		return fmt.Errorf("%w: smtp client: %v", dunning.ErrUndeliverable, err)
 	}
 	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
+		if msg.IsDelivered() {
+			return nil // the server took it; what failed came after (RSET, QUIT)
+		}
 		var se *mail.SendError
+		if errors.As(err, &se) && se.Reason == mail.ErrSMTPDataClose && se.ErrorCode() == 0 {
+			// The whole message was written and the connection dropped
+			// before the server's answer: it may have been accepted.
+			return fmt.Errorf("%w: the connection to %s dropped after the message was sent, before the server confirmed it: %v", dunning.ErrPossiblySent, e.Config.Host, err)
+		}
 		if errors.As(err, &se) && !se.IsTemp() && se.ErrorCode() >= 500 {
 			return fmt.Errorf("%w: %v", dunning.ErrUndeliverable, err)
 		}

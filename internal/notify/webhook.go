@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/shopspring/decimal"
 
 	"github.com/incasso-io/incasso/internal/dunning"
 )
@@ -82,27 +83,51 @@ type Dossier struct {
 	Invoices  []dossierItem  `json:"invoices"`
 	History   []dunning.Sent `json:"history"`
 	Total     string         `json:"total_due"`
+	Creditor  creditor       `json:"creditor"`
 }
 
 type dossierItem struct {
 	Invoice      any    `json:"invoice"`
 	DaysOverdue  int    `json:"days_overdue"`
 	AmountDue    string `json:"amount_due"`
+	Credited     string `json:"credited"`
 	Interest     string `json:"interest"`
 	Compensation string `json:"compensation"`
 }
 
-// DossierOf builds the hand-off data of a message.
+// DossierOf builds the hand-off data of a message: per invoice what is
+// demanded (the late installments less credit notes), with interest.
 func DossierOf(m dunning.Message) Dossier {
-	d := Dossier{CompanyID: m.CompanyID, Client: m.Client, History: m.History}
-	total := m.Items[0].Invoice.AmountDue().Sub(m.Items[0].Invoice.AmountDue())
+	d := Dossier{CompanyID: m.CompanyID, Client: m.Client, History: m.History, Creditor: creditorOf(m.Creditor)}
+	total := decimal.Zero
 	for _, it := range m.Items {
-		d.Invoices = append(d.Invoices, dossierItem{Invoice: it.Invoice, DaysOverdue: it.DaysOverdue, AmountDue: it.Invoice.AmountDue().StringFixed(2),
-			Interest: it.Interest.StringFixed(2), Compensation: it.Compensation.StringFixed(2)})
-		total = total.Add(it.Invoice.AmountDue()).Add(it.Interest).Add(it.Compensation)
+		d.Invoices = append(d.Invoices, dossierItem{Invoice: it.Invoice, DaysOverdue: it.DaysOverdue, AmountDue: it.Demand.Total.StringFixed(2),
+			Credited: it.Demand.Credited.StringFixed(2), Interest: it.Interest.StringFixed(2), Compensation: it.Compensation.StringFixed(2)})
+		total = total.Add(it.Demand.Total).Add(it.Interest).Add(it.Compensation)
 	}
 	d.Total = total.StringFixed(2)
 	return d
+}
+
+// Recall is the data of a dunning.recalled message: the platform must stop
+// collecting an invoice it was handed.
+type Recall struct {
+	CompanyID int64  `json:"company_id"`
+	InvoiceID int64  `json:"invoice_id"`
+	Number    string `json:"number"`
+	Reason    string `json:"reason"` // paid, credited, deleted, written_off
+	Invoice   any    `json:"invoice"`
+}
+
+type creditor struct {
+	Name      string `json:"name,omitempty"`
+	VATNumber string `json:"vat_number,omitempty"`
+	Address   string `json:"address,omitempty"`
+	IBAN      string `json:"iban,omitempty"`
+}
+
+func creditorOf(c dunning.Creditor) creditor {
+	return creditor{Name: c.Name, VATNumber: c.VATNumber, Address: c.Address, IBAN: c.IBAN}
 }
 
 // Send implements dunning.Sender.
@@ -124,7 +149,14 @@ func (w *Webhook) Send(ctx context.Context, m dunning.Message) error {
 		now = w.Now
 	}
 	e.SetTime(now().UTC())
-	if err := e.SetData(event.ApplicationJSON, DossierOf(m)); err != nil {
+	var data any = DossierOf(m)
+	if m.Template == "recall" {
+		e.SetType("dunning.recalled")
+		inv := m.Items[0].Invoice
+		e.SetSubject("invoices/" + strconv.FormatInt(inv.ID, 10))
+		data = Recall{CompanyID: m.CompanyID, InvoiceID: inv.ID, Number: inv.Number, Reason: m.Recall, Invoice: inv}
+	}
+	if err := e.SetData(event.ApplicationJSON, data); err != nil {
 		return fmt.Errorf("%w: %v", dunning.ErrUndeliverable, err)
 	}
 	body, err := json.Marshal(e)

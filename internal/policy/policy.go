@@ -48,7 +48,63 @@ type Stage struct {
 	// Interest adds D.Lgs. 231/2002 interest and the €40 compensation to
 	// the message.
 	Interest bool `yaml:"interest"`
+	// Requires: the stage runs only once at least one of these (earlier)
+	// stages was delivered; a formal notice never comes first, whatever
+	// the invoice's lateness.
+	Requires []string `yaml:"requires"`
+	// MinDaysAfter: days that must have passed since the last delivered
+	// stage of the case (on top of the policy's per-client min_gap_days).
+	MinDaysAfter int `yaml:"min_days_after"`
+	// TermDays is the term the letter gives to pay (a formal notice's
+	// "entro 15 giorni"); a stage that requires this one waits until the
+	// term has expired.
+	TermDays int `yaml:"term_days"`
+	// Approval: the stage waits in the approval queue until an operator
+	// approves, rejects or postpones it.
+	Approval bool `yaml:"approval"`
+	// Clause1454 adds the art. 1454 c.c. clause (diffida ad adempiere: the
+	// contract is resolved if the term passes) to a formal notice.
+	Clause1454 bool `yaml:"clause_1454"`
 }
+
+// Creditor is who the letters are from and how to pay: what FIC does not
+// provide (the registered office, the signature) or what overrides it.
+type Creditor struct {
+	Name      string `yaml:"name"`       // default: the company's name in FIC
+	VATNumber string `yaml:"vat_number"` // default: FIC's
+	TaxCode   string `yaml:"tax_code"`
+	Address   string `yaml:"address"` // registered office, one line
+	Email     string `yaml:"email"`
+	PEC       string `yaml:"pec"`
+	Phone     string `yaml:"phone"`
+	IBAN      string `yaml:"iban"` // default: the invoice's payment account, then the company's first bank account in FIC
+	Bank      string `yaml:"bank"`
+	Signature string `yaml:"signature"` // e.g. "Ufficio amministrazione"
+	FromName  string `yaml:"from_name"` // the From display name (default: Name)
+	ReplyTo   string `yaml:"reply_to"`
+}
+
+// Catch-up policies for a case opened after some of its stages' days.
+const (
+	// CatchUpApprove starts at the first reminder and holds its first
+	// message for approval (the default: a backlog found on the first sync
+	// of a company goes out only once ops have looked at it).
+	CatchUpApprove = "approve"
+	// CatchUpStart starts at the first reminder and sends it when due.
+	CatchUpStart = "start"
+)
+
+// Modes of a company.
+const (
+	ModeLive   = "live"
+	ModeShadow = "shadow" // everything computed and previewable, nothing sent
+)
+
+// What a reversed installment (a bounced RiBa or direct debit) means.
+const (
+	ReversedOwed = "owed" // owed again: dunned like an unpaid installment
+	ReversedHold = "hold" // held for ops: the case sends nothing until an operator resumes it
+)
 
 // Policy is a complete, validated policy.
 type Policy struct {
@@ -61,6 +117,18 @@ type Policy struct {
 	ExcludeClients []string            `yaml:"exclude_clients"`
 	ClientTags     map[string][]string `yaml:"client_tags"`
 	Stages         []Stage             `yaml:"stages"`
+	// CatchUp is what a case opened late does (CatchUpApprove, CatchUpStart).
+	CatchUp string `yaml:"catch_up"`
+	// Mode is the company's initial mode (ModeLive, ModeShadow); ops switch
+	// it at run time.
+	Mode string `yaml:"mode"`
+	// Reversed is what a reversed installment means (ReversedOwed, ReversedHold).
+	Reversed string `yaml:"reversed"`
+	// HoldEIStatus lists the e-invoice statuses (FIC's ei_status) whose
+	// invoices are not chased: discarded by SDI, rejected by a public
+	// administration. The case holds with an ops task.
+	HoldEIStatus []string `yaml:"hold_ei_status"`
+	Creditor     Creditor `yaml:"creditor"`
 }
 
 // Set is the default policy and the per-company overrides.
@@ -93,6 +161,10 @@ func Default() *Set {
 	}
 	return s
 }
+
+// DefaultYAML returns the text of the default policy (a starting point
+// for a policy file).
+func DefaultYAML() []byte { return slices.Clone(defaultYAML) }
 
 // Load reads and validates a policy file.
 func Load(path string) (*Set, error) {
@@ -229,6 +301,33 @@ func validate(p *Policy, prefix, name string, pos map[string]int) []error {
 	if len(p.Stages) == 0 {
 		bad("stages", "at least one stage is required")
 	}
+	switch p.CatchUp {
+	case "":
+		p.CatchUp = CatchUpApprove
+	case CatchUpApprove, CatchUpStart:
+	default:
+		bad("catch_up", "%q: want approve or start", p.CatchUp)
+	}
+	switch p.Mode {
+	case "":
+		p.Mode = ModeLive
+	case ModeLive, ModeShadow:
+	default:
+		bad("mode", "%q: want live or shadow", p.Mode)
+	}
+	switch p.Reversed {
+	case "":
+		p.Reversed = ReversedOwed
+	case ReversedOwed, ReversedHold:
+	default:
+		bad("reversed", "%q: want owed or hold", p.Reversed)
+	}
+	if p.HoldEIStatus == nil {
+		p.HoldEIStatus = []string{"discarded", "rejected", "manual_rejected"}
+	}
+	if iban := strings.ReplaceAll(p.Creditor.IBAN, " ", ""); iban != "" && !ValidIBAN(iban) {
+		bad("creditor.iban", "%q is not a valid IBAN", p.Creditor.IBAN)
+	}
 	names := map[string]bool{}
 	for i := range p.Stages {
 		s := &p.Stages[i]
@@ -273,6 +372,46 @@ func validate(p *Policy, prefix, name string, pos map[string]int) []error {
 		if s.Escalate && i != len(p.Stages)-1 {
 			bad(f+"escalate", "only the last stage can escalate")
 		}
+		for j, r := range s.Requires {
+			k := slices.IndexFunc(p.Stages[:i], func(x Stage) bool { return x.Name == r })
+			if k < 0 {
+				bad(fmt.Sprintf("%srequires[%d]", f, j), "%q is not an earlier stage", r)
+			}
+		}
+		if s.MinDaysAfter < 0 || s.MinDaysAfter > 365 {
+			bad(f+"min_days_after", "%d is outside 0..365", s.MinDaysAfter)
+		}
+		if s.TermDays < 0 || s.TermDays > 365 {
+			bad(f+"term_days", "%d is outside 0..365", s.TermDays)
+		}
+		if s.Clause1454 && s.TermDays < 15 {
+			bad(f+"clause_1454", "an art. 1454 c.c. term is at least 15 days (term_days is %d)", s.TermDays)
+		}
 	}
 	return errs
+}
+
+// ValidIBAN checks an IBAN's length and ISO 13616 check digits (spaces
+// removed).
+func ValidIBAN(iban string) bool {
+	iban = strings.ToUpper(strings.ReplaceAll(iban, " ", ""))
+	if len(iban) < 15 || len(iban) > 34 {
+		return false
+	}
+	if iban[:2] == "IT" && len(iban) != 27 {
+		return false
+	}
+	r := iban[4:] + iban[:4]
+	mod := 0
+	for _, c := range r {
+		switch {
+		case c >= '0' && c <= '9':
+			mod = (mod*10 + int(c-'0')) % 97
+		case c >= 'A' && c <= 'Z':
+			mod = (mod*100 + int(c-'A'+10)) % 97
+		default:
+			return false
+		}
+	}
+	return mod == 1
 }

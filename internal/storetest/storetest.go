@@ -305,3 +305,23 @@ func Outbox(t *testing.T, open func(t *testing.T) dunning.Outbox) {
 		t.Fatalf("begin of another key: %v", err)
 	}
 }
+
+// ModeStore checks a dunning.ModeStore; open returns an empty one.
+func ModeStore(t *testing.T, open func(t *testing.T) dunning.ModeStore) {
+	ctx := context.Background()
+	s := open(t)
+	if r, err := s.Get(ctx, 1); err != nil || r.Mode != "" {
+		t.Fatalf("get of nothing: %+v %v", r, err)
+	}
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	ok(t, "put", s.Put(ctx, 1, dunning.ModeRecord{Mode: "shadow", Operator: "maria", At: at}))
+	ok(t, "put again", s.Put(ctx, 1, dunning.ModeRecord{Mode: "live", Operator: "luca", At: at}))
+	r, err := s.Get(ctx, 1)
+	ok(t, "get", err)
+	if r.Mode != "live" || r.Operator != "luca" || !r.At.Equal(at) {
+		t.Fatalf("got %+v", r)
+	}
+	if r, _ := s.Get(ctx, 2); r.Mode != "" {
+		t.Fatal("modes are not kept per company")
+	}
+}

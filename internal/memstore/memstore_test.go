@@ -27,5 +27,7 @@ func TestConformance(t *testing.T) {
 		storetest.ClientIndex(t, func(*testing.T) dunning.ClientIndex { return &memstore.Clients{} })
 	})
 	t.Run("Outbox", func(t *testing.T) { storetest.Outbox(t, func(*testing.T) dunning.Outbox { return &memstore.Outbox{} }) })
-	t.Run("Modes", func(t *testing.T) { storetest.ModeStore(t, func(*testing.T) dunning.ModeStore { return &memstore.Modes{} }) })
+	t.Run("Modes", func(t *testing.T) {
+		storetest.ModeStore(t, func(*testing.T) dunning.ModeStore { return &memstore.Modes{} })
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +41,7 @@ import (
 	"github.com/incasso-io/incasso/internal/mailcatcher"
 	"github.com/incasso-io/incasso/internal/natsrv"
 	"github.com/incasso-io/incasso/internal/notify"
+	"github.com/incasso-io/incasso/internal/policy"
 	"github.com/incasso-io/incasso/internal/pollerapp"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 	_ "time/tzdata"
@@ -133,7 +135,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		cnt.mu.Lock()
 		cnt.mails++
 		cnt.mu.Unlock()
-		fmt.Fprintf(out, "  ✉  reminder to %s: %s\n", strings.Join(m.To, ", "), m.Subject)
+		fmt.Fprintf(out, "  ✉  %s → %s: %s\n", m.From, strings.Join(m.To, ", "), m.Subject)
 	}}
 	smtpLn, err := net.Listen("tcp", *mailSMTP)
 	if err != nil {
@@ -202,7 +204,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	opsToken := randHex(16)
-	denv := []string{"NATS_URL=" + ns.ClientURL(), "FIC_BASE_URL=" + simURL, "FIC_ACCESS_TOKEN=" + sim.Token(),
+	// The demo's policy: the default one with the creditor's registered
+	// office and signature, which FIC does not provide (name, VAT number
+	// and IBAN come from the sandbox's FIC API).
+	policyFile := filepath.Join(*dataDir, "policy.yaml")
+	demoPolicy := strings.Replace(string(policy.DefaultYAML()), "creditor: {}",
+		`creditor: {address: "Via dei Mille 12, 20129 Milano (MI)", signature: "Ufficio crediti", phone: "+39 02 5550123", reply_to: "crediti@officinelombarde.it"}`, 1)
+	if err := os.WriteFile(policyFile, []byte(demoPolicy), 0o600); err != nil {
+		return err
+	}
+	denv := []string{"DUNNING_POLICY_FILE=" + policyFile, "NATS_URL=" + ns.ClientURL(), "FIC_BASE_URL=" + simURL, "FIC_ACCESS_TOKEN=" + sim.Token(),
 		"SMTP_HOST=" + hostOf(*mailSMTP), fmt.Sprintf("SMTP_PORT=%d", portOf(*mailSMTP)), "SMTP_TLS=none", "SMTP_FROM=crediti@officinelombarde.it",
 		"DUNNING_OPS_ADDR=" + *opsAddr, "DUNNING_OPS_TOKEN=" + opsToken, "LOG_FORMAT=text", "DUNNING_GROUP_DELAY=3s",
 		"DUNNING_PLATFORM_URL=http://" + platLn.Addr().String() + "/handoff", "DUNNING_PLATFORM_SECRET=" + platformSecret, "DUNNING_ALLOWED_HOSTS=127.0.0.1"}
@@ -270,9 +281,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			case <-ctx.Done():
 				return nil
 			case <-tick.C:
+				waiting := approvals(ctx, *opsAddr, opsToken)
 				cnt.mu.Lock()
-				fmt.Fprintf(out, "  … %d invoices created, %d overdue, %d paid, %d reminders e-mailed, %d hand-offs\n",
-					cnt.events["invoice.created"], cnt.events["invoice.overdue"], cnt.events["invoice.paid"]+cnt.events["invoice.partially_paid"], cnt.mails, cnt.handoffs)
+				fmt.Fprintf(out, "  … %d invoices created, %d overdue, %d paid, %d reminders e-mailed, %d hand-offs, %d waiting for approval\n",
+					cnt.events["invoice.created"], cnt.events["invoice.overdue"], cnt.events["invoice.paid"]+cnt.events["invoice.partially_paid"], cnt.mails, cnt.handoffs, waiting)
 				cnt.mu.Unlock()
 			}
 		}
@@ -287,6 +299,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		total += n
 	}
 	fmt.Fprintf(out, "demo stopped: %d events, %d reminders e-mailed, %d hand-offs\n", total, cnt.mails, cnt.handoffs)
+	fmt.Fprintf(out, `The backlog found by the first sync and every formal step wait for approval; while the demo runs:
+  DUNNING_OPS_TOKEN=%s DUNNING_OPS_URL=http://%s go run ./cmd/dunning approvals
+  … approve COMPANY INVOICE -operator NAME   (or reject, postpone -until YYYY-MM-DD)
+Read a letter before it goes out: go run ./cmd/dunning render -stage formal_notice
+`, opsToken, *opsAddr)
 	if *duration > 0 && (cnt.events["invoice.created"] == 0 || cnt.mails == 0) {
 		return fmt.Errorf("expected events and reminders within %v: %d events, %d reminders", *duration, total, cnt.mails)
 	}
@@ -379,4 +396,25 @@ func trim(s string, n int) string {
 		return s
 	}
 	return string([]rune(s)[:n-1]) + "…"
+}
+
+// approvals counts the stages waiting in the approval queue (-1: unknown).
+func approvals(ctx context.Context, addr, token string) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/approvals", nil)
+	if err != nil {
+		return -1
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Approvals []json.RawMessage `json:"approvals"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&out) != nil {
+		return -1
+	}
+	return len(out.Approvals)
 }

@@ -96,7 +96,13 @@ func (s *Server) newInvoice(r *mrand.Rand, c *company, cl Client, date, today ti
 	}
 	d.Number = s.nextNumber(c, "invoice", d.Numeration, date.Year())
 	if d.EInvoice {
+		// Only a public administration accepts, rejects or lets the term
+		// lapse (no_response); a B2B e-invoice stays "sent" once SDI
+		// delivered it.
 		d.EIStatus = []string{"sent", "accepted", "accepted", "accepted", "no_response", "rejected"}[r.IntN(6)]
+		if cl.Type != "pa" {
+			d.EIStatus = "sent"
+		}
 		if today.Sub(date) < 3*24*time.Hour {
 			d.EIStatus = "processing"
 		}

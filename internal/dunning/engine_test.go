@@ -220,9 +220,14 @@ func newEnv(t *testing.T) *env {
 		Fresh:    func(int64) (dunning.Fresh, error) { return e.src, nil },
 		Senders:  map[policy.Channel]dunning.Sender{policy.Email: &notify.Email{Config: smtpCfg}, policy.PEC: &notify.Email{Config: pecCfg, PEC: true}, policy.Webhook: &capture{}},
 		Policies: policy.Default(), Calendar: cal, Rates: interest.Default(), Now: e.clk.Now,
+		Creditors: func(context.Context, int64) (dunning.Creditor, error) { return testCreditor, nil },
 	}
 	return e
 }
+
+// testCreditor is who the test letters are from.
+var testCreditor = dunning.Creditor{Name: "Officine Lombarde S.r.l.", VATNumber: "IT09876543210", Address: "Via dei Mille 12, 20129 Milano (MI)",
+	IBAN: "IT60X0542811101000000123456", Signature: "Ufficio crediti"}
 
 // capture is a hand-off channel recording messages.
 type capture struct {

@@ -97,19 +97,23 @@ func (e *Engine) run(ctx context.Context, cid, id int64, o runOpts) (int, error)
 	if err != nil {
 		return 0, err
 	}
-	if o.force == nil && now.Before(cr.QuietUntil) {
+	// An operator's explicit decision (remind now, an approval) sends now:
+	// the quiet period and the minimum gap pace what the engine does by
+	// itself.
+	manual := o.force != nil || o.operator != ""
+	if !manual && now.Before(cr.QuietUntil) {
 		// The client's events are still arriving: wait until they have
 		// been quiet, so that one message lists every invoice due.
 		return 0, e.setWake(ctx, &c, cr.QuietUntil)
 	}
-	if o.force == nil && p.MinGapDays > 0 && !cr.LastContact.IsZero() {
+	if !manual && p.MinGapDays > 0 && !cr.LastContact.IsZero() {
 		next := cr.LastContact.Add(time.Duration(p.MinGapDays) * 24 * time.Hour)
 		if now.Before(next) {
 			return 0, e.setWake(ctx, &c, e.Calendar.SendTime(next))
 		}
 	}
 	group := []due{{c: &c, stage: *d.Send, idx: d.Index}}
-	if o.force == nil {
+	if !manual { // an operator's decision is about this case only
 		for _, sid := range cr.Invoices {
 			if sid == id {
 				continue

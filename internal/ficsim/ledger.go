@@ -100,6 +100,11 @@ func (s *Server) CreateDocument(cid int64, nd NewDocument) (Document, error) {
 			return Document{}, fmt.Errorf("%w: no invoice to credit", ErrBadRequest)
 		}
 		d = s.newCreditNote(s.rnd, c, inv, today)
+		if nd.AmountNet != nil || nd.VATRate != nil {
+			if err := s.reprice(d, nd.AmountNet, nd.VATRate, 0, nil); err != nil {
+				return Document{}, err
+			}
+		}
 	default:
 		return Document{}, fmt.Errorf("%w: type %q", ErrBadRequest, nd.Type)
 	}

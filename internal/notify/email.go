@@ -50,6 +50,10 @@ func (e *Email) Send(ctx context.Context, m dunning.Message) error {
 		}
 		return fmt.Errorf("%w: client %q has no %s address", dunning.ErrUndeliverable, m.Client.Name, kind)
 	}
+	if m.Creditor.Name == "" {
+		// A letter that does not say who the creditor is cannot be sent.
+		return fmt.Errorf("%w: no creditor name for company %d: set creditor.name in the policy (FIC did not provide one)", dunning.ErrUndeliverable, m.CompanyID)
+	}
 	rd := e.Renderer
 	if rd == nil {
 		rd = DefaultRenderer

@@ -158,11 +158,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	client, err := fic.New(fic.Config{BaseURL: cfg.FICBaseURL, Logger: log, Quotas: fic.NewQuotas(cfg.FICLimits, nil)}, fic.StaticToken(cfg.FICAccessToken))
+	quotas := fic.NewQuotas(cfg.FICLimits, nil)
+	ficDir, err := newFICClients(ctx, cfg, js, log, func(creds fic.Credentials) (*fic.Client, error) {
+		return fic.New(fic.Config{BaseURL: cfg.FICBaseURL, Logger: log, Quotas: quotas}, creds)
+	})
 	if err != nil {
 		return err
 	}
-	src := &fic.Source{Client: client}
 	senders := map[policy.Channel]dunning.Sender{
 		policy.Email: &notify.Email{Renderer: letters, Config: notify.SMTPConfig{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUser, Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}},
 	}
@@ -181,8 +183,8 @@ func (m *Main) Run(ctx context.Context) error {
 	defer cancelWork()
 	pub := &events.Publisher{JS: js}
 	eng := &dunning.Engine{Cases: cases, Clients: clients, Outbox: outbox, Audit: aud, Outcomes: outcomes{pub}, Wakeups: sched,
-		Fresh: func(int64) (dunning.Fresh, error) { return src, nil }, Senders: senders, Policies: pols, Calendar: cal, Rates: rates, Now: m.now, Log: log,
-		GroupDelay: cfg.GroupDelay, Modes: modes, Creditors: (&creditors{fic: client, pols: pols, log: log}).get}
+		Fresh: ficDir.fresh, Senders: senders, Policies: pols, Calendar: cal, Rates: rates, Now: m.now, Log: log,
+		GroupDelay: cfg.GroupDelay, Modes: modes, Creditors: (&creditors{fic: ficDir.client, pols: pols, log: log}).get}
 
 	// Receivables events (not our own dunning.* ones), one lane per
 	// document (ce-source names the company, ce-subject the document; the

@@ -10,7 +10,7 @@ import (
 
 	"github.com/incasso-io/incasso/internal/envparse"
 	"github.com/incasso-io/incasso/internal/fic"
-
+	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/notify"
 )
 
@@ -24,6 +24,16 @@ type Config struct {
 	FICBaseURL     string `env:"FIC_BASE_URL" envDefault:"https://api-v2.fattureincloud.it"`
 	FICAccessToken string `env:"FIC_ACCESS_TOKEN"`
 	FICAccessFile  string `env:"FIC_ACCESS_TOKEN_FILE"`
+	// OAuth mode (no FIC_ACCESS_TOKEN): the poller's encrypted connection
+	// store, for every company connected there (same variables as the
+	// poller's).
+	FICClientID     string `env:"FIC_CLIENT_ID"`
+	FICClientSecret string `env:"FIC_CLIENT_SECRET"`
+	FICSecretFile   string `env:"FIC_CLIENT_SECRET_FILE"`
+	FICRedirectURL  string `env:"FIC_REDIRECT_URL" envDefault:"http://127.0.0.1:8085/oauth/callback"`
+	FICTokenJSON    bool   `env:"FIC_TOKEN_REQUEST_JSON" envDefault:"true"`
+	SecretKey       string `env:"INCASSO_SECRET_KEY"`
+	SecretKeyFile   string `env:"INCASSO_SECRET_KEY_FILE"`
 	// FICLimits budgets the freshness checks (one GET per invoice per send)
 	// with the same variables and defaults as the poller.
 	FICLimits fic.Limits
@@ -83,6 +93,8 @@ func ParseConfig(environ []string) (Config, error) {
 		return c, err
 	}
 	return c, errors.Join(envparse.SecretFile(&c.FICAccessToken, c.FICAccessFile, "FIC_ACCESS_TOKEN_FILE"),
+		envparse.SecretFile(&c.FICClientSecret, c.FICSecretFile, "FIC_CLIENT_SECRET_FILE"),
+		envparse.SecretFile(&c.SecretKey, c.SecretKeyFile, "INCASSO_SECRET_KEY_FILE"),
 		envparse.SecretFile(&c.SMTPPassword, c.SMTPPassFile, "SMTP_PASSWORD_FILE"),
 		envparse.SecretFile(&c.PECPassword, c.PECPassFile, "PEC_SMTP_PASSWORD_FILE"),
 		envparse.SecretFile(&c.PlatformSecret, c.PlatformSecFile, "DUNNING_PLATFORM_SECRET_FILE"),
@@ -94,7 +106,16 @@ func (c *Config) Validate() error {
 	var errs []error
 	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf(f, a...)) }
 	if c.FICAccessToken == "" {
-		bad("FIC_ACCESS_TOKEN: required for the freshness check before every send")
+		switch {
+		case c.FICClientID == "" || c.FICClientSecret == "":
+			bad("FIC_ACCESS_TOKEN, or FIC_CLIENT_ID and FIC_CLIENT_SECRET (OAuth, the poller's connections): required for the freshness check before every send")
+		case c.SecretKey == "":
+			bad("INCASSO_SECRET_KEY: required in OAuth mode to read the poller's encrypted connections")
+		default:
+			if _, err := kvstore.ParseSecretKey(c.SecretKey); err != nil {
+				bad("INCASSO_SECRET_KEY: %v", err)
+			}
+		}
 	}
 	if err := c.FICLimits.Validate(); err != nil {
 		errs = append(errs, err)

@@ -21,7 +21,7 @@ import (
 // and the signature come from the policy only. Answers are cached for an
 // hour, so letters cost no FIC request each.
 type creditors struct {
-	fic  *fic.Client
+	fic  func(ctx context.Context, cid int64) (*fic.Client, error)
 	pols *policy.Set
 	log  *slog.Logger
 	ttl  time.Duration
@@ -48,7 +48,11 @@ func (c *creditors) get(ctx context.Context, cid int64) (dunning.Creditor, error
 	}
 	c.mu.Unlock()
 	var fromFIC dunning.Creditor
-	companies, err := c.fic.ListUserCompanies(ctx)
+	client, err := c.fic(ctx, cid)
+	if err != nil {
+		return conf, fmt.Errorf("creditor of company %d: %w", cid, err)
+	}
+	companies, err := client.ListUserCompanies(ctx)
 	if err != nil {
 		return conf, fmt.Errorf("creditor of company %d: %w", cid, err)
 	}
@@ -57,7 +61,7 @@ func (c *creditors) get(ctx context.Context, cid int64) (dunning.Creditor, error
 			fromFIC.Name, fromFIC.VATNumber, fromFIC.TaxCode = co.Name, string(co.VATNumber), string(co.TaxCode)
 		}
 	}
-	accounts, err := c.fic.ListPaymentAccounts(ctx, cid)
+	accounts, err := client.ListPaymentAccounts(ctx, cid)
 	if err != nil {
 		c.log.Warn("payment accounts unavailable: letters carry the policy's IBAN only", "company_id", cid, "error", err)
 	}

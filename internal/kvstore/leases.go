@@ -44,6 +44,25 @@ func NewLeases(ctx context.Context, js jetstream.JetStream, owner string, ttl ti
 	return &Leases{KV: kv, Owner: owner, TTL: ttl}, nil
 }
 
+// OpenLeases opens the leases bucket as it is (another process, the
+// poller, sets its TTL), creating it with a 30 s TTL if it does not exist
+// yet: a second user of the bucket must not change its TTL under the
+// poller's leases.
+func OpenLeases(ctx context.Context, js jetstream.JetStream, owner string, c BucketConfig) (*Leases, error) {
+	kv, err := js.KeyValue(ctx, LeasesBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return NewLeases(ctx, js, owner, 30*time.Second, c)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: bucket %s: %w", LeasesBucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: bucket %s: %w", LeasesBucket, err)
+	}
+	return &Leases{KV: kv, Owner: owner, TTL: st.TTL()}, nil
+}
+
 // LostError is the sentinel Renew wraps when the lease is lost (the runner
 // stops the company at once on it, and tolerates other errors until the TTL).
 func (l *Leases) LostError() error { return ErrLeaseLost }

@@ -48,6 +48,9 @@ type Engine struct {
 	Creditors func(ctx context.Context, cid int64) (Creditor, error)
 	// Modes keeps each company's mode (live, shadow); nil: the policy's.
 	Modes ModeStore
+	// Ledger is every document of a company, for the reports; nil: they
+	// count the cases only.
+	Ledger Ledger
 	// GroupDelay is how long a client's events must have been quiet before a
 	// stage that became due on an event is sent. A burst (a first sync, an
 	// import) delivers a client's invoices over seconds or minutes; sending

@@ -659,8 +659,69 @@ func TestPreviewIsADryRunAndAging(t *testing.T) {
 		t.Error("preview changed something")
 	}
 	ag, err := e.eng.AgingReport(context.Background(), e.cid, rcv.MustDate("2027-02-20"))
-	if err != nil || ag.Invoices != 1 || ag.Buckets["31-60"] != inv.AmountDue().StringFixed(2) {
-		t.Errorf("aging: %+v %v", ag, err)
+	if err != nil || ag.Invoices != 1 || ag.Buckets["31-60"] != inv.AmountDue().StringFixed(2) || ag.Source != "cases" {
+		t.Errorf("aging of the cases: %+v %v", ag, err)
+	}
+}
+
+// ficLedger is the sandbox's ledger read through the FIC API.
+type ficLedger struct{ src *fic.Source }
+
+func (l ficLedger) Documents(ctx context.Context, cid int64) ([]rcv.Invoice, error) {
+	var out []rcv.Invoice
+	for _, kind := range []rcv.Kind{rcv.KindInvoice, rcv.KindCreditNote} {
+		for page, err := range l.src.Pages(ctx, cid, kind) {
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, page.Invoices...)
+		}
+	}
+	return out, nil
+}
+
+// Aging and DSO count every invoice of the period, not only those that had
+// a case (issue #14): paid invoices weigh in the DSO, unchased open ones
+// in the buckets.
+func TestAgingCountsEveryInvoice(t *testing.T) {
+	e := newEnv(t)
+	e.eng.Ledger = ficLedger{e.src}
+	ctx := context.Background()
+	day := rcv.MustDate("2026-12-01")
+	docs, _ := e.sim.Documents(e.cid)
+	open, invoiced := decimal.Zero, decimal.Zero
+	withOpen := 0
+	for _, d := range docs {
+		payable := decimal.Zero
+		had := false
+		for _, p := range d.Payments {
+			payable = payable.Add(p.Amount)
+			if d.Type == "invoice" && p.Status != "paid" {
+				open, had = open.Add(p.Amount), true
+			}
+		}
+		date := rcv.MustDate(d.Date)
+		if !date.Before(day.AddDays(-90)) && !date.After(day) {
+			if d.Type == "credit_note" {
+				invoiced = invoiced.Sub(payable)
+			} else {
+				invoiced = invoiced.Add(payable)
+			}
+		}
+		if had {
+			withOpen++
+		}
+	}
+	if withOpen < 2 {
+		t.Fatalf("the seed has %d open invoices", withOpen)
+	}
+	ag, err := e.eng.AgingReport(ctx, e.cid, day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDSO, _ := open.Div(invoiced).Mul(decimal.NewFromInt(90)).Round(1).Float64()
+	if ag.Source != "ledger" || ag.Invoices != withOpen || ag.Open != open.StringFixed(2) || (invoiced.IsPositive() && ag.DSO != wantDSO) {
+		t.Fatalf("aging %+v, want %d invoices, %s open, DSO %.1f (no case was ever opened)", ag, withOpen, open.StringFixed(2), wantDSO)
 	}
 }
 

@@ -161,38 +161,80 @@ func (e *Engine) Preview(ctx context.Context, cid int64, day rcv.Date) ([]Previe
 	return out, nil
 }
 
-// Aging is the receivables aging of a company's open cases.
+// Aging is the receivables aging of a company.
 type Aging struct {
 	CompanyID int64             `json:"company_id"`
 	Buckets   map[string]string `json:"buckets"` // "current", "0-30", "31-60", "61-90", "90+"
 	Open      string            `json:"open"`
-	Invoices  int               `json:"invoices"`
-	// DSO is days sales outstanding over the last 90 days:
-	// open receivables / invoiced in the period * 90.
+	Invoices  int               `json:"invoices"` // invoices with something open
+	// DSO is days sales outstanding over the last 90 days: open
+	// receivables / invoiced in the period (less credit notes) * 90.
 	DSO float64 `json:"dso"`
+	// Source says what was counted: "ledger" (every invoice FIC has) or
+	// "cases" (only the invoices that had a case: no ledger configured).
+	Source string `json:"source"`
 }
 
-// AgingReport computes the aging of open (not closed) cases on day.
+// AgingReport computes the aging on day of every invoice of the company
+// (from the Ledger; without one, of its cases), with lateness counted from
+// the first late day (a due date on a holiday moves to the next working
+// day) and credit notes off what is open.
 func (e *Engine) AgingReport(ctx context.Context, cid int64, day rcv.Date) (Aging, error) {
-	cases, err := e.Cases.List(ctx, cid)
-	if err != nil {
-		return Aging{}, err
+	var docs []rcv.Invoice
+	credits := map[int64]decimal.Decimal{} // invoice → credit notes applied by dunning
+	source := "ledger"
+	if e.Ledger != nil {
+		var err error
+		if docs, err = e.Ledger.Documents(ctx, cid); err != nil {
+			return Aging{}, err
+		}
+	} else {
+		source = "cases"
+		cases, err := e.Cases.List(ctx, cid)
+		if err != nil {
+			return Aging{}, err
+		}
+		for _, c := range cases {
+			if c.State != Closed {
+				docs = append(docs, c.Invoice)
+			}
+			for _, cr := range c.Credits {
+				credits[c.InvoiceID] = credits[c.InvoiceID].Add(cr.Amount)
+			}
+		}
 	}
 	sums := map[string]decimal.Decimal{}
 	open, invoiced := decimal.Zero, decimal.Zero
 	n := 0
-	for _, c := range cases {
-		if !c.Invoice.Date.Before(day.AddDays(-90)) {
-			invoiced = invoiced.Add(c.Invoice.Payable())
-		}
-		if c.State == Closed {
+	for _, d := range docs {
+		inPeriod := !d.Date.Before(day.AddDays(-90)) && !d.Date.After(day)
+		if d.Kind == rcv.KindCreditNote {
+			if inPeriod {
+				invoiced = invoiced.Sub(d.Payable())
+			}
 			continue
 		}
-		for _, in := range c.Invoice.Installments {
+		if inPeriod {
+			invoiced = invoiced.Add(d.Payable())
+		}
+		had := false
+		credit := credits[d.ID]
+		for _, in := range d.Installments {
 			if !in.Open() {
 				continue
 			}
-			days := day.Sub(in.DueDate)
+			amount := in.Amount
+			if credit.IsPositive() {
+				cut := decimal.Min(credit, amount)
+				amount, credit = amount.Sub(cut), credit.Sub(cut)
+			}
+			if !amount.IsPositive() {
+				continue
+			}
+			days := 0
+			if late := LateFrom(in.DueDate, e.Calendar); !day.Before(late) {
+				days = day.Sub(late) + 1
+			}
 			b := "current"
 			switch {
 			case days > 90:
@@ -204,12 +246,15 @@ func (e *Engine) AgingReport(ctx context.Context, cid int64, day rcv.Date) (Agin
 			case days > 0:
 				b = "0-30"
 			}
-			sums[b] = sums[b].Add(in.Amount)
-			open = open.Add(in.Amount)
+			sums[b] = sums[b].Add(amount)
+			open = open.Add(amount)
+			had = true
 		}
-		n++
+		if had {
+			n++
+		}
 	}
-	a := Aging{CompanyID: cid, Buckets: map[string]string{}, Open: open.StringFixed(2), Invoices: n}
+	a := Aging{CompanyID: cid, Buckets: map[string]string{}, Open: open.StringFixed(2), Invoices: n, Source: source}
 	for _, b := range []string{"current", "0-30", "31-60", "61-90", "90+"} {
 		a.Buckets[b] = sums[b].StringFixed(2)
 	}

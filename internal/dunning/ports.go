@@ -195,3 +195,11 @@ type Audit interface {
 type Wakeups interface {
 	Schedule(ctx context.Context, cid, id int64, at time.Time) error
 }
+
+// Ledger is every document of a company as last seen (the poller's
+// snapshots): what the reports count, paid and unchased invoices included.
+type Ledger interface {
+	// Documents returns the company's live documents (invoices and credit
+	// notes; deleted ones left out).
+	Documents(ctx context.Context, cid int64) ([]rcv.Invoice, error)
+}

@@ -100,6 +100,7 @@ func (m *Main) Run(ctx context.Context) error {
 		aud     *audit.Stream
 		sched   *timers.Scheduler
 		modes   *kvstore.Modes
+		ledger  *kvstore.Snapshots // the poller's: every document, for the reports
 	)
 	err = natsrv.Retry(ctx, func(ctx context.Context) error {
 		if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas}); err != nil {
@@ -120,6 +121,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		if modes, err = kvstore.NewModes(ctx, js, bc); err != nil {
+			return err
+		}
+		if ledger, err = kvstore.NewSnapshots(ctx, js, bc); err != nil {
 			return err
 		}
 		if aud, err = audit.New(ctx, js, cfg.Replicas); err != nil {
@@ -184,7 +188,7 @@ func (m *Main) Run(ctx context.Context) error {
 	pub := &events.Publisher{JS: js}
 	eng := &dunning.Engine{Cases: cases, Clients: clients, Outbox: outbox, Audit: aud, Outcomes: outcomes{pub}, Wakeups: sched,
 		Fresh: ficDir.fresh, Senders: senders, Policies: pols, Calendar: cal, Rates: rates, Now: m.now, Log: log,
-		GroupDelay: cfg.GroupDelay, Modes: modes, Creditors: (&creditors{fic: ficDir.client, pols: pols, log: log}).get}
+		GroupDelay: cfg.GroupDelay, Modes: modes, Ledger: ledger, Creditors: (&creditors{fic: ficDir.client, pols: pols, log: log}).get}
 
 	// Receivables events (not our own dunning.* ones), one lane per
 	// document (ce-source names the company, ce-subject the document; the

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -260,5 +262,39 @@ func TestSnapshotsPutAll(t *testing.T) {
 				t.Errorf("put over a tombstone: %v", err)
 			}
 		})
+	}
+}
+
+// Documents is the ledger of a company: live documents only.
+func TestSnapshotsDocuments(t *testing.T) {
+	_, _, js := natstest.MustRunJetStream(t)
+	ctx := context.Background()
+	s, err := kvstore.NewSnapshots(ctx, js, kvstore.BucketConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := int64(1); id <= 3; id++ {
+		if _, err := s.Put(ctx, 7, id, rcv.Snapshot{Invoice: rcv.Invoice{CompanyID: 7, ID: id, Number: fmt.Sprint(id)}}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Put(ctx, 8, 9, rcv.Snapshot{Invoice: rcv.Invoice{CompanyID: 8, ID: 9}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, rev, _ := s.Get(ctx, 7, 2)
+	if err := s.Delete(ctx, 7, 2, rcv.Snapshot{Invoice: rcv.Invoice{CompanyID: 7, ID: 2}}, rev); err != nil {
+		t.Fatal(err)
+	}
+	docs, err := s.Documents(ctx, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, d := range docs {
+		ids = append(ids, d.ID)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []int64{1, 3}) {
+		t.Fatalf("documents of company 7: %v", ids)
 	}
 }

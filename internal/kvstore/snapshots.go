@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/incasso-io/incasso/internal/jsbatch"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
@@ -187,3 +188,36 @@ func (s *Snapshots) IDs(ctx context.Context, cid int64) ([]int64, error) {
 }
 
 var errConflictSentinel = rcv.ErrConflict
+
+// Documents returns the live documents of a company as last seen
+// (tombstones left out): the ledger dunning's reports count.
+func (s *Snapshots) Documents(ctx context.Context, cid int64) ([]rcv.Invoice, error) {
+	ids, err := s.IDs(ctx, cid)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]rcv.Invoice, len(ids))
+	keep := make([]bool, len(ids))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i, id := range ids {
+		g.Go(func() error {
+			snap, rev, err := s.Get(gctx, cid, id)
+			if err != nil {
+				return err
+			}
+			out[i], keep[i] = snap.Invoice, rev > 0 && !snap.Deleted
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	live := out[:0]
+	for i := range out {
+		if keep[i] {
+			live = append(live, out[i])
+		}
+	}
+	return live, nil
+}

@@ -65,6 +65,7 @@ func (o outcomes) Publish(ctx context.Context, x dunning.Outcome) error {
 	if dl := x.Delivery; dl != nil {
 		d.Detail.StageName, d.Detail.Channel, d.Detail.MessageID, d.Detail.InvoicesInMessage, d.Detail.Error =
 			dl.Stage, dl.Channel, dl.MessageID, dl.InvoicesInMessage, dl.Error
+		d.Detail.PossiblySent = dl.PossiblySent
 		if dl.Dossier != nil {
 			b, err := json.Marshal(dl.Dossier)
 			if err != nil {

@@ -47,6 +47,10 @@ type Detail struct {
 	InvoicesInMessage int             `json:"invoices_in_message,omitempty"`
 	Error             string          `json:"error,omitempty"`   // delivery_failed
 	Dossier           json.RawMessage `json:"dossier,omitempty"` // escalated: what the platform received
+	// PossiblySent marks a reminder_sent whose delivery is not confirmed
+	// (the connection dropped before the server's answer, or the process
+	// died between sending and recording): it may have reached the client.
+	PossiblySent bool `json:"possibly_sent,omitempty"`
 	// Changes of state.
 	From     string `json:"from,omitempty"`
 	Reason   string `json:"reason,omitempty"`

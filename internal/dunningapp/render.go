@@ -51,9 +51,7 @@ func render(cfg Config, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		m := notify.Sample(s, ordinal, *lang)
-		if c := dunning.CreditorFrom(p.Creditor); c.Name != "" {
-			m.Creditor = c
-		}
+		m.Creditor = overlay(dunning.CreditorFrom(p.Creditor), m.Creditor)
 		out, err := r.Render(m)
 		if err != nil {
 			return fmt.Errorf("render %s: %w", s.Name, err)
@@ -73,4 +71,23 @@ func render(cfg Config, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("render: no stage %q with a letter in the policy", *stage)
 	}
 	return nil
+}
+
+// overlay is the policy's creditor block with what it leaves empty taken
+// from the sample (as the service takes it from FIC, for name, VAT number
+// and IBAN; the sample fills the rest so that nothing reads blank).
+func overlay(conf, sample dunning.Creditor) dunning.Creditor {
+	for _, f := range []struct {
+		dst *string
+		src string
+	}{
+		{&conf.Name, sample.Name}, {&conf.VATNumber, sample.VATNumber}, {&conf.TaxCode, sample.TaxCode}, {&conf.Address, sample.Address},
+		{&conf.Email, sample.Email}, {&conf.PEC, sample.PEC}, {&conf.Phone, sample.Phone}, {&conf.IBAN, sample.IBAN},
+		{&conf.Bank, sample.Bank}, {&conf.Signature, sample.Signature},
+	} {
+		if *f.dst == "" {
+			*f.dst = f.src
+		}
+	}
+	return conf
 }

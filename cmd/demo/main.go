@@ -116,6 +116,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("-ficsim %s: %w", *simAddr, err)
 	}
 	simURL := "http://" + simLn.Addr().String()
+	sim.SetFilesURL(simURL) // letters attach the invoices' PDFs
 	// The sandbox and the local servers are one group, running from now on
 	// (the OAuth connection below needs ficsim); the services and loops are
 	// another, started last. The first actor of either to fail stops the

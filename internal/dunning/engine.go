@@ -51,6 +51,9 @@ type Engine struct {
 	// Ledger is every document of a company, for the reports; nil: they
 	// count the cases only.
 	Ledger Ledger
+	// InvoicePDF fetches an invoice's PDF for attachment (policy
+	// attach_invoice_pdf); nil: no attachments.
+	InvoicePDF func(ctx context.Context, cid, id int64) ([]byte, error)
 	// GroupDelay is how long a client's events must have been quiet before a
 	// stage that became due on an event is sent. A burst (a first sync, an
 	// import) delivers a client's invoices over seconds or minutes; sending

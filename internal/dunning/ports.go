@@ -120,6 +120,15 @@ type Message struct {
 	Clause1454 bool // add the art. 1454 c.c. clause
 	// Recall is set on a hand-off recall: why the platform must stop.
 	Recall string
+	// Attachments are the invoices' PDFs (e-mail and PEC).
+	Attachments []Attachment
+}
+
+// Attachment is a file sent with a message.
+type Attachment struct {
+	Name        string
+	ContentType string
+	Data        []byte
 }
 
 // Sender delivers messages on one channel. It returns an error wrapping

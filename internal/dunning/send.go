@@ -469,6 +469,14 @@ func (e *Engine) message(ctx context.Context, p *policy.Policy, ch policy.Channe
 			it.Interest, it.Compensation = total, interest.Compensation
 		}
 		m.Items = append(m.Items, it)
+		if p.AttachInvoicePDF && e.InvoicePDF != nil && (ch == policy.Email || ch == policy.PEC) {
+			if pdf, err := e.InvoicePDF(ctx, g.c.CompanyID, g.c.InvoiceID); err == nil {
+				name := "Fattura " + strings.NewReplacer("/", "-", "\\", "-").Replace(g.c.Invoice.Number) + ".pdf"
+				m.Attachments = append(m.Attachments, Attachment{Name: name, ContentType: "application/pdf", Data: pdf})
+			} else {
+				e.log().Warn("invoice PDF not attached", "company_id", g.c.CompanyID, "invoice_id", g.c.InvoiceID, "error", err)
+			}
+		}
 		for _, s := range g.c.Sent {
 			m.History = append(m.History, s)
 			if s.Outcome == "sent" && s.Stage != g.stage.Name {

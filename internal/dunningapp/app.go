@@ -189,7 +189,7 @@ func (m *Main) Run(ctx context.Context) error {
 	pub := &events.Publisher{JS: js}
 	eng := &dunning.Engine{Cases: cases, Clients: clients, Outbox: outbox, Audit: aud, Outcomes: outcomes{pub}, Wakeups: sched,
 		Fresh: ficDir.fresh, Senders: senders, Policies: pols, Calendar: cal, Rates: rates, Now: m.now, Log: log,
-		GroupDelay: cfg.GroupDelay, Modes: modes, Ledger: ledger, Creditors: (&creditors{fic: ficDir.client, pols: pols, log: log}).get}
+		GroupDelay: cfg.GroupDelay, Modes: modes, Ledger: ledger, InvoicePDF: ficDir.pdf, Creditors: (&creditors{fic: ficDir.client, pols: pols, log: log}).get}
 
 	// Receivables events (not our own dunning.* ones), one lane per
 	// document (ce-source names the company, ce-subject the document; the

@@ -56,6 +56,7 @@ func (b *box) count() int  { b.mu.Lock(); defer b.mu.Unlock(); return b.n }
 // reach a real SMTP server; the ops API and the CLI work and are authenticated.
 func TestDunningEndToEnd(t *testing.T) {
 	sim, fsrv := ficsimtest.Start(t, ficsim.Config{Seed: 4, Companies: 1, Invoices: 60})
+	sim.SetFilesURL(fsrv.URL) // documents carry downloadable PDF links
 	cid := sim.CompanyIDs()[0]
 	ns, _, js := natstest.MustRunJetStream(t)
 	ctx := context.Background()
@@ -115,7 +116,8 @@ func TestDunningEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	iban := ficsim.IBANOf(cid)
-	for _, w := range []string{cos[0].Name, string(cos[0].VATNumber), iban[:4] + " " + iban[4:8], "Saldo fattura n. "} {
+	for _, w := range []string{cos[0].Name, string(cos[0].VATNumber), iban[:4] + " " + iban[4:8], "Saldo fattura n. ",
+		"Content-Type: application/pdf", `filename="Fattura`} {
 		if !strings.Contains(strings.ReplaceAll(letter, "=\r\n", ""), w) {
 			t.Errorf("letter lacks %q:\n%.3000s", w, letter)
 		}

@@ -141,3 +141,12 @@ func randHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// pdf downloads an invoice's PDF (dunning.Engine.InvoicePDF).
+func (f *ficClients) pdf(ctx context.Context, cid, id int64) ([]byte, error) {
+	c, err := f.client(ctx, cid)
+	if err != nil {
+		return nil, err
+	}
+	return c.DocumentPDF(ctx, cid, id)
+}

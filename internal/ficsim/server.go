@@ -51,8 +51,11 @@ type Config struct {
 	// (doubling; 4 attempts in total as FIC documents). Default 2s.
 	WebhookRetryBase time.Duration
 	WebhookKey       *ecdsa.PrivateKey // default: generated
-	Now              func() time.Time
-	Logger           *slog.Logger
+	// FilesURL is the sandbox's own base URL for documents' PDF links
+	// (`url`); empty: the spec example's bare file name (see files.go).
+	FilesURL string
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // Server is the sandbox. Create with New; serve with Handler.
@@ -187,6 +190,7 @@ func (s *Server) Handler() http.Handler {
 	api("PUT /c/{cid}/subscriptions/{sid}", "subscription", nil, s.handleSubModify)
 	api("DELETE /c/{cid}/subscriptions/{sid}", "subscription", nil, s.handleSubDelete)
 	api("POST /c/{cid}/subscriptions/{sid}/verify", "subscription_verify", nil, s.handleSubVerify)
+	mux.HandleFunc("GET /_files/{name}", s.handleFile)
 	mux.HandleFunc("GET /oauth/authorize", s.handleAuthorize)
 	mux.HandleFunc("POST /oauth/token", s.handleToken)
 	s.adminRoutes(mux)

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,6 +95,11 @@ func (e *Email) Send(ctx context.Context, m dunning.Message) error {
 	msg.Subject(r.Subject)
 	msg.SetBodyString(mail.TypeTextPlain, r.Text)
 	msg.AddAlternativeString(mail.TypeTextHTML, r.HTML)
+	for _, a := range m.Attachments {
+		if err := msg.AttachReader(a.Name, bytes.NewReader(a.Data), mail.WithFileContentType(mail.ContentType(a.ContentType))); err != nil {
+			return fmt.Errorf("%w: attach %s: %v", dunning.ErrUndeliverable, a.Name, err)
+		}
+	}
 
 	opts := []mail.Option{mail.WithPort(e.Config.Port), mail.WithTimeout(max(e.Config.Timeout, 5*time.Second))}
 	switch e.Config.TLS {

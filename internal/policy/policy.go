@@ -129,6 +129,9 @@ type Policy struct {
 	// administration. The case holds with an ops task.
 	HoldEIStatus []string `yaml:"hold_ei_status"`
 	Creditor     Creditor `yaml:"creditor"`
+	// AttachInvoicePDF attaches each invoice's PDF, as FIC serves it, to
+	// e-mails and PECs (a letter goes without it when FIC has none).
+	AttachInvoicePDF bool `yaml:"attach_invoice_pdf"`
 }
 
 // Set is the default policy and the per-company overrides.

@@ -245,19 +245,7 @@ func (c *capture) Send(_ context.Context, m dunning.Message) error {
 // invoice creates an invoice in ficsim due on due and feeds invoice.created.
 func (e *env) invoice(t *testing.T, due string, clientID int64) rcv.Invoice {
 	t.Helper()
-	nd := ficsim.NewDocument{Installments: 1, DueDates: []string{due}, Date: rcv.MustDate(due).AddDays(-30).String(), ClientID: clientID}
-	m, err := e.sim.CreateDocument(e.cid, nd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv, err := e.src.Invoice(context.Background(), e.cid, m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.eng.HandleEvent(context.Background(), rcv.InvoiceCreated, inv); err != nil {
-		t.Fatal(err)
-	}
-	return inv
+	return e.create(t, ficsim.NewDocument{Installments: 1, DueDates: []string{due}, Date: rcv.MustDate(due).AddDays(-30).String(), ClientID: clientID})
 }
 
 // approve checks that a case waits for approval of stage and approves it.

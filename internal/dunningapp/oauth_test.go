@@ -4,14 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/oauth2"
-
-	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/ficsim"
 	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/kvstore"
@@ -34,19 +30,7 @@ func TestDunningUsesThePollersOAuthConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The poller's `connect`: one authorization, both companies.
-	o := fic.NewOAuth(fsrv.URL, "ficsim-client", "ficsim-secret", "http://127.0.0.1:1/cb", nil)
-	v := oauth2.GenerateVerifier()
-	nf := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := nf.Get(o.AuthCodeURL("s", v))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, _ := resp.Location()
-	tok, err := o.Exchange(ctx, loc.Query().Get("code"), v)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := ficsimtest.Authorize(t, fsrv.URL)
 	if _, err := tokens.Put(ctx, "studio-rossi", kvstore.Connection{Token: tok, Companies: sim.CompanyIDs()}, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -182,6 +182,20 @@ func decodeOp(w http.ResponseWriter, r *http.Request) (opRequest, bool) {
 	return req, true
 }
 
+// decodeOpUntil is decodeOp with its optional until date parsed.
+func decodeOpUntil(w http.ResponseWriter, r *http.Request) (opRequest, rcv.Date, bool) {
+	req, ok := decodeOp(w, r)
+	if !ok || req.Until == "" {
+		return req, rcv.Date{}, ok
+	}
+	d, err := rcv.ParseDate(req.Until)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, "until: "+err.Error())
+		return req, rcv.Date{}, false
+	}
+	return req, d, true
+}
+
 func (a *opsAPI) remind(w http.ResponseWriter, r *http.Request) {
 	cid, id, ok := ids(w, r)
 	if !ok {
@@ -209,18 +223,9 @@ func (a *opsAPI) state(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotFound, "unknown action: want remind, pause, resume, dispute, promise or writeoff")
 		return
 	}
-	req, ok := decodeOp(w, r)
+	req, until, ok := decodeOpUntil(w, r)
 	if !ok {
 		return
-	}
-	var until rcv.Date
-	if req.Until != "" {
-		d, err := rcv.ParseDate(req.Until)
-		if err != nil {
-			apiError(w, http.StatusBadRequest, "until: "+err.Error())
-			return
-		}
-		until = d
 	}
 	c, err := a.eng.SetState(r.Context(), cid, id, to, until, req.Operator, req.Reason)
 	if err != nil {
@@ -339,18 +344,9 @@ func (a *opsAPI) approval(decision string) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		req, ok := decodeOp(w, r)
+		req, until, ok := decodeOpUntil(w, r)
 		if !ok {
 			return
-		}
-		var until rcv.Date
-		if req.Until != "" {
-			d, err := rcv.ParseDate(req.Until)
-			if err != nil {
-				apiError(w, http.StatusBadRequest, "until: "+err.Error())
-				return
-			}
-			until = d
 		}
 		c, err := a.eng.DecideApproval(r.Context(), cid, id, decision, until, req.Operator, req.Reason)
 		if err != nil {

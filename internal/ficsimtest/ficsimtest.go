@@ -4,9 +4,14 @@
 package ficsimtest
 
 import (
+	"context"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
+	"golang.org/x/oauth2"
+
+	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/ficsim"
 )
 
@@ -35,4 +40,27 @@ func PayInFull(tb testing.TB, sim *ficsim.Server, cid, id int64) {
 			return
 		}
 	}
+}
+
+// Authorize runs the OAuth code flow against the sandbox at base with its
+// default app and returns the token (what `poller connect` stores).
+func Authorize(tb testing.TB, base string) *oauth2.Token {
+	tb.Helper()
+	o := fic.NewOAuth(base, "ficsim-client", "ficsim-secret", "http://127.0.0.1:1/cb", nil)
+	v := oauth2.GenerateVerifier()
+	nf := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := nf.Get(o.AuthCodeURL("s", v))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := resp.Location()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tok, err := o.Exchange(context.Background(), loc.Query().Get("code"), v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
 }

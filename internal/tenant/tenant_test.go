@@ -2,7 +2,6 @@ package tenant_test
 
 import (
 	"context"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -26,19 +25,7 @@ func TestConcurrentRefreshAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
 	tokens, _ := kvstore.NewTokens(ctx, js, make([]byte, 32), kvstore.BucketConfig{})
 	o := fic.NewOAuth(srv.URL, "ficsim-client", "ficsim-secret", "http://127.0.0.1:1/cb", nil)
-	// Authorize once.
-	v := oauth2.GenerateVerifier()
-	nf := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := nf.Get(o.AuthCodeURL("s", v))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, _ := resp.Location()
-	tok, err := o.Exchange(ctx, loc.Query().Get("code"), v)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := ficsimtest.Authorize(t, srv.URL) // authorize once
 	if _, err := tokens.Put(ctx, "c1", kvstore.Connection{Token: tok, Companies: sim.CompanyIDs()}, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -53,13 +40,7 @@ func TestConcurrentRefreshAcrossReplicas(t *testing.T) {
 		}
 	}
 	sim.RevokeToken(tok.AccessToken) // access token dead; its refresh pair too in ficsim, so re-authorize a refresh-only token
-	resp, _ = nf.Get(o.AuthCodeURL("s", v))
-	resp.Body.Close()
-	loc, _ = resp.Location()
-	tok2, err := o.Exchange(ctx, loc.Query().Get("code"), v)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok2 := ficsimtest.Authorize(t, srv.URL)
 	_, rev, _ := tokens.Get(ctx, "c1")
 	stale := &oauth2.Token{AccessToken: tok.AccessToken, RefreshToken: tok2.RefreshToken, Expiry: time.Now().Add(time.Hour)}
 	if _, err := tokens.Put(ctx, "c1", kvstore.Connection{Token: stale, Companies: sim.CompanyIDs()}, rev); err != nil {

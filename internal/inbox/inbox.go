@@ -38,6 +38,7 @@ import (
 
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/natsrv"
+	"github.com/incasso-io/incasso/internal/settle"
 )
 
 // StreamName is the webhook inbox stream.
@@ -238,33 +239,22 @@ func Subscribe(ctx context.Context, js jetstream.JetStream, scope Scope, q *Queu
 	}
 	var ccs []jetstream.ConsumeContext
 	for _, sp := range specs {
-		var cons jetstream.Consumer
-		err := natsrv.Retry(ctx, func(ctx context.Context) error {
-			var err error
-			cons, err = js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
-				Durable: sp.durable, FilterSubject: sp.filter, AckPolicy: jetstream.AckExplicitPolicy,
-				AckWait: consumerWait, MaxAckPending: maxAckPending, InactiveThreshold: consumerIdle,
-			})
-			return err
-		})
-		if err != nil {
-			return ccs, fmt.Errorf("inbox: consumer %s: %w", sp.durable, err)
-		}
-		cc, err := cons.Consume(func(m jetstream.Msg) {
+		c := settle.Consumer{Stream: StreamName, Policy: settle.Policy{Log: log},
+			Config: jetstream.ConsumerConfig{Durable: sp.durable, FilterSubject: sp.filter, AckPolicy: jetstream.AckExplicitPolicy,
+				AckWait: consumerWait, MaxAckPending: maxAckPending, InactiveThreshold: consumerIdle}}
+		cc, err := c.Start(ctx, ctx, js, natsrv.Retry, func(_ context.Context, m jetstream.Msg) error {
 			var n Notification
 			if err := json.Unmarshal(m.Data(), &n); err != nil || n.CompanyID <= 0 {
-				log.Error("unreadable webhook notification terminated", "subject", m.Subject(), "error", err)
-				_ = m.TermWithReason("unreadable notification")
-				return
+				return fmt.Errorf("%w: unreadable webhook notification (%v)", settle.ErrPermanent, err)
 			}
 			if scope.Serves != nil && !scope.Serves(ctx, n.CompanyID) {
-				_ = m.Ack() // not served here; whoever serves it has its own copy
-				return
+				return nil // not served here: whoever serves it has its own copy
 			}
 			q.Add(m, n.CompanyID, n.IDs)
+			return settle.ErrHandedOff // the queue acks it once handled
 		})
 		if err != nil {
-			return ccs, fmt.Errorf("inbox: consume %s: %w", sp.durable, err)
+			return ccs, fmt.Errorf("inbox: %w", err)
 		}
 		ccs = append(ccs, cc)
 	}

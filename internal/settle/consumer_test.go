@@ -92,3 +92,40 @@ func TestConsumerSettlesEveryMessage(t *testing.T) {
 		}
 	}
 }
+
+// A message handed off is left to its new owner: not acked, not naked,
+// until the owner settles it (the webhook inbox's queue acks a
+// notification only once its documents are handled).
+func TestHandedOffMessageIsLeftToItsOwner(t *testing.T) {
+	_, _, js := natstest.MustRunJetStream(t)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "H", Subjects: []string{"h.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan jetstream.Msg, 4)
+	c := settle.Consumer{Stream: "H", Config: jetstream.ConsumerConfig{Durable: "h", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second}}
+	cc, err := c.Start(ctx, ctx, js, natsrv.Retry, func(_ context.Context, m jetstream.Msg) error {
+		got <- m
+		return settle.ErrHandedOff
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Stop()
+	if _, err := js.Publish(ctx, "h.1", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	m := <-got
+	cons, _ := js.Consumer(ctx, "H", "h")
+	info, _ := cons.Info(ctx)
+	if info.NumAckPending != 1 {
+		t.Fatalf("handed-off message: %d pending acks, want 1 (left to its owner)", info.NumAckPending)
+	}
+	if err := m.DoubleAck(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, _ = cons.Info(ctx)
+	if info.NumAckPending != 0 || len(got) != 0 {
+		t.Fatalf("after the owner's ack: %d pending, %d redelivered", info.NumAckPending, len(got))
+	}
+}

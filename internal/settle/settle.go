@@ -3,6 +3,8 @@
 //
 //	handler returned                         JetStream action
 //	nil                                      Ack
+//	ErrHandedOff                             none: the handler gave the message to
+//	                                         something that settles it later
 //	a Permanent error                        dead-letter (if configured), then Term
 //	an error, attempts left                  NakWithDelay(Backoff(attempt, err))
 //	an error, attempts exhausted             dead-letter (if configured), then Term
@@ -10,9 +12,9 @@
 // Handlers never ack by themselves. Consumer creates a durable consumer and
 // runs a handler per message under this policy, with a per-message
 // deadline and the work context of the process: the timers of the poller
-// and of dunning and dunning's events consumer all use it. (The webhook
-// inbox holds its notifications in inbox.Queue instead, which acks a
-// notification only once all its documents are handled.)
+// and of dunning, dunning's events consumer and the webhook inbox all use
+// it (the inbox hands its notifications off to inbox.Queue, which acks one
+// only once all its documents are handled).
 package settle
 
 import (
@@ -28,6 +30,10 @@ import (
 // ErrPermanent marks errors that retrying cannot fix (undecodable input).
 var ErrPermanent = errors.New("permanent failure")
 
+// ErrHandedOff: the handler passed the message on to something that acks
+// or naks it later; Settle leaves it alone.
+var ErrHandedOff = errors.New("settle: message handed off")
+
 // Policy settles messages.
 type Policy struct {
 	MaxDeliver uint64 // attempts before giving up (the consumer's MaxDeliver)
@@ -42,8 +48,11 @@ type Policy struct {
 
 // Settle applies the policy to m given the handler's error.
 func (p Policy) Settle(ctx context.Context, m jetstream.Msg, err error, attrs ...any) {
-	if err == nil {
+	switch {
+	case err == nil:
 		_ = m.Ack()
+		return
+	case errors.Is(err, ErrHandedOff):
 		return
 	}
 	attempt := uint64(1)

@@ -217,7 +217,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	denv := []string{"DUNNING_POLICY_FILE=" + policyFile, "NATS_URL=" + ns.ClientURL(), "FIC_BASE_URL=" + simURL, "FIC_ACCESS_TOKEN=" + sim.Token(),
 		"SMTP_HOST=" + hostOf(*mailSMTP), fmt.Sprintf("SMTP_PORT=%d", portOf(*mailSMTP)), "SMTP_TLS=none", "SMTP_FROM=crediti@officinelombarde.it",
 		"DUNNING_OPS_ADDR=" + *opsAddr, "DUNNING_OPS_TOKEN=" + opsToken, "LOG_FORMAT=text", "DUNNING_GROUP_DELAY=3s",
-		"DUNNING_PLATFORM_URL=http://" + platLn.Addr().String() + "/handoff", "DUNNING_PLATFORM_SECRET=" + platformSecret, "DUNNING_ALLOWED_HOSTS=127.0.0.1"}
+		"DUNNING_PLATFORM_URL=http://" + platLn.Addr().String() + "/handoff", "DUNNING_PLATFORM_SECRET=" + platformSecret, "DUNNING_ALLOWED_HOSTS=127.0.0.1", "DUNNING_OUTBOUND_ALLOW_NETS=127.0.0.1"}
 	dcfg, err := dunningapp.ParseConfig(denv)
 	if err != nil {
 		return err

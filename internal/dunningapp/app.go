@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -180,7 +181,9 @@ func (m *Main) Run(ctx context.Context) error {
 		senders[policy.PEC] = &notify.Email{PEC: true, Renderer: letters, Config: notify.SMTPConfig{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUser, Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}}
 	}
 	if cfg.PlatformURL != "" {
-		senders[policy.Webhook] = &notify.Webhook{Platforms: map[string]notify.Platform{pols.Default.Platform: {URL: cfg.PlatformURL, Secret: []byte(cfg.PlatformSecret)}}}
+		pu, _ := url.Parse(cfg.PlatformURL) // validated
+		senders[policy.Webhook] = &notify.Webhook{Platforms: map[string]notify.Platform{pols.Default.Platform: {URL: cfg.PlatformURL, Secret: []byte(cfg.PlatformSecret)}},
+			HTTPClient: cfg.outbound(pu).Client()}
 	}
 	// Handlers run under the work context: a stop signal lets what they
 	// started (a send and its outbox record) finish within the grace period.

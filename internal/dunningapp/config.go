@@ -6,12 +6,14 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/incasso-io/incasso/internal/envparse"
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/notify"
+	"github.com/incasso-io/incasso/internal/safehttp"
 )
 
 // Config of the dunning service and CLI (environment; secrets also as
@@ -64,6 +66,10 @@ type Config struct {
 	PlatformSecret  string   `env:"DUNNING_PLATFORM_SECRET"`
 	PlatformSecFile string   `env:"DUNNING_PLATFORM_SECRET_FILE"`
 	AllowedHosts    []string `env:"DUNNING_ALLOWED_HOSTS" envSeparator:","`
+	// OutboundAllowNets: private, loopback or link-local networks outbound
+	// webhooks may reach anyway (CIDRs or addresses; e.g. 127.0.0.1 for a
+	// local platform). Everything else in those ranges is refused.
+	OutboundAllowNets []string `env:"DUNNING_OUTBOUND_ALLOW_NETS" envSeparator:","`
 
 	OpsAddr     string `env:"DUNNING_OPS_ADDR" envDefault:"127.0.0.1:8081"`
 	OpsToken    string `env:"DUNNING_OPS_TOKEN"`
@@ -137,6 +143,11 @@ func (c *Config) Validate() error {
 		} else if !notify.AllowedHost(c.PlatformURL, c.AllowedHosts) {
 			bad("DUNNING_PLATFORM_URL: host %q is not in DUNNING_ALLOWED_HOSTS", u.Hostname())
 		}
+		if u, err := url.Parse(c.PlatformURL); err == nil {
+			if err := c.outbound(u).CheckURL(u); err != nil {
+				bad("DUNNING_PLATFORM_URL: %v (set DUNNING_OUTBOUND_ALLOW_NETS to reach a private address on purpose)", err)
+			}
+		}
 		if len(c.PlatformSecret) < 16 {
 			bad("DUNNING_PLATFORM_SECRET: at least 16 characters (signs hand-offs)")
 		}
@@ -162,4 +173,19 @@ func newLogger(c Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
+}
+
+// outbound is the guard of the hand-off to platform URL u: https (or http
+// to an allowed private network) on its own port, public addresses plus
+// DUNNING_OUTBOUND_ALLOW_NETS.
+func (c *Config) outbound(u *url.URL) safehttp.Policy {
+	nets, _ := safehttp.ParseNets(c.OutboundAllowNets)
+	p := safehttp.Policy{AllowNets: nets, Ports: []int{443}}
+	if len(nets) > 0 {
+		p.AllowHTTP, p.Ports = true, append(p.Ports, 80) // a local platform (demo, tests) may be plain http
+	}
+	if n, err := strconv.Atoi(u.Port()); err == nil {
+		p.Ports = append(p.Ports, n)
+	}
+	return p
 }

@@ -3,9 +3,12 @@ package notify_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -18,6 +21,7 @@ import (
 	"github.com/incasso-io/incasso/internal/notify"
 	"github.com/incasso-io/incasso/internal/policy"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
+	"github.com/incasso-io/incasso/internal/safehttp"
 )
 
 func msg(lang, tpl string, interest bool) dunning.Message {
@@ -64,7 +68,7 @@ func TestHandoffSignatureVerifiableByReceiver(t *testing.T) {
 		w.WriteHeader(202)
 	}))
 	defer srv.Close()
-	wh := &notify.Webhook{Platforms: map[string]notify.Platform{"coll": {URL: srv.URL, Secret: secret}}, Backoff: 10 * time.Millisecond}
+	wh := &notify.Webhook{Platforms: map[string]notify.Platform{"coll": {URL: srv.URL, Secret: secret}}, Backoff: 10 * time.Millisecond, HTTPClient: local(t, srv.URL)}
 	if err := wh.Send(context.Background(), msg("it", "handoff", true)); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +99,7 @@ func TestHandoffSignatureVerifiableByReceiver(t *testing.T) {
 		t.Error("an hour-old signature verified")
 	}
 	// Refused by the platform: permanent.
-	bad := &notify.Webhook{Platforms: map[string]notify.Platform{"coll": {URL: srv.URL + "/nope", Secret: []byte("wrong")}}, Backoff: time.Millisecond}
+	bad := &notify.Webhook{Platforms: map[string]notify.Platform{"coll": {URL: srv.URL + "/nope", Secret: []byte("wrong")}}, Backoff: time.Millisecond, HTTPClient: local(t, srv.URL)}
 	if err := bad.Send(context.Background(), msg("it", "handoff", true)); err == nil {
 		t.Error("refused hand-off reported as sent")
 	}
@@ -105,3 +109,48 @@ func TestHandoffSignatureVerifiableByReceiver(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// local is the outbound guard letting a test reach one loopback server.
+func local(t *testing.T, raw string) *http.Client {
+	t.Helper()
+	u, _ := url.Parse(raw)
+	port, _ := strconv.Atoi(u.Port())
+	return safehttp.Policy{AllowHTTP: true, Ports: []int{port}, AllowNets: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}.Client()
+}
+
+// The hand-off does not follow a redirect off the platform's origin: the
+// dossier and its signature never reach the other host, and the send is
+// not a success (issue #15: a 307 delivered them to a host outside
+// DUNNING_ALLOWED_HOSTS and the hand-off was recorded as done).
+func TestHandoffRefusesRedirectsOffThePlatform(t *testing.T) {
+	var stolen atomic.Int32
+	thief := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stolen.Add(1)
+		w.WriteHeader(202)
+	}))
+	defer thief.Close()
+	platform := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, thief.URL+"/collect", http.StatusTemporaryRedirect)
+	}))
+	defer platform.Close()
+	u, _ := url.Parse(thief.URL)
+	tp, _ := strconv.Atoi(u.Port())
+	u, _ = url.Parse(platform.URL)
+	pp, _ := strconv.Atoi(u.Port())
+	// Even with both ports allowed and loopback reachable, the redirect
+	// changes the origin.
+	hc := safehttp.Policy{AllowHTTP: true, Ports: []int{pp, tp}, AllowNets: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}.Client()
+	wh := &notify.Webhook{Platforms: map[string]notify.Platform{"coll": {URL: platform.URL, Secret: []byte("platform-secret-0123456789")}}, Backoff: time.Millisecond, HTTPClient: hc}
+	err := wh.Send(context.Background(), msg("it", "handoff", true))
+	if !errors.Is(err, dunning.ErrUndeliverable) {
+		t.Fatalf("Send through a 307 to another host: %v, want undeliverable", err)
+	}
+	if stolen.Load() != 0 {
+		t.Fatal("the dossier reached the other host")
+	}
+	// The default client refuses a platform on this machine outright.
+	def := &notify.Webhook{Platforms: map[string]notify.Platform{"coll": {URL: platform.URL, Secret: []byte("platform-secret-0123456789")}}, Backoff: time.Millisecond}
+	if err := def.Send(context.Background(), msg("it", "handoff", true)); !errors.Is(err, dunning.ErrUndeliverable) {
+		t.Fatalf("default client to a loopback platform: %v", err)
+	}
+}

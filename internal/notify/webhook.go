@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/incasso-io/incasso/internal/dunning"
+	"github.com/incasso-io/incasso/internal/safehttp"
 )
 
 // Signature headers of hand-offs. The signature is HMAC-SHA256 over
@@ -65,7 +67,9 @@ type Platform struct {
 
 // Webhook hands cases off to collection platforms: a structured-mode
 // CloudEvent (HTTP binding, JSON) carrying the dossier, signed, retried with
-// backoff; only configured hosts can be called.
+// backoff; only configured hosts can be called, through HTTPClient, which
+// must be a safehttp client (the default is safehttp.Policy{}: https to
+// public addresses, no redirect to another origin).
 type Webhook struct {
 	Platforms  map[string]Platform // by policy platform name
 	HTTPClient *http.Client
@@ -165,7 +169,7 @@ func (w *Webhook) Send(ctx context.Context, m dunning.Message) error {
 	}
 	hc := w.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 15 * time.Second}
+		hc = safehttp.Policy{}.Client() // https on 443 to public addresses, no redirect off the origin
 	}
 	retries, wait := w.Retries, w.Backoff
 	if retries <= 0 {
@@ -190,6 +194,11 @@ func (w *Webhook) Send(ctx context.Context, m dunning.Message) error {
 		req.Header.Set(TimestampHeader, strconv.FormatInt(ts, 10))
 		req.Header.Set(SignatureHeader, Sign(p.Secret, ts, body))
 		resp, err := hc.Do(req)
+		if errors.Is(err, safehttp.ErrRefused) {
+			// A redirect off the platform's origin, or an address on the
+			// network Incasso runs in: never sent, and never retried.
+			return fmt.Errorf("%w: hand-off to %s: %v", dunning.ErrUndeliverable, m.Platform, err)
+		}
 		if err != nil {
 			last = err
 			continue

@@ -44,6 +44,9 @@ type Main struct {
 	Now     func() time.Time
 	OpsAddr string // actual, once started
 	Started chan struct{}
+	// Limits of the ops API listener (zero: lifecycle's defaults, with
+	// DUNNING_OPS_MAX_CONNS).
+	Limits lifecycle.Limits
 }
 
 func (m *Main) now() time.Time {
@@ -289,7 +292,13 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("DUNNING_OPS_ADDR %s: %w", cfg.OpsAddr, err)
 	}
 	m.OpsAddr = ln.Addr().String()
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// The profile endpoint streams for up to its ?seconds: its own write
+	// timeout is the handler's business, the others' is 30 s.
+	if m.Limits.MaxConns == 0 {
+		m.Limits.MaxConns = cfg.OpsMaxConns
+	}
+	srv := lifecycle.HTTPServer(mux, m.Limits)
+	ln = lifecycle.Limit(ln, m.Limits)
 
 	var g lifecycle.Group
 	g.Signal(ctx)
@@ -307,8 +316,8 @@ func (m *Main) Run(ctx context.Context) error {
 		lanes.close()
 		return nil
 	}, func(error) { close(stopConsumers) })
-	log.Info("dunning running", "ops", m.OpsAddr, "nats", nc.URL)
-	fmt.Fprintf(m.Out, "dunning: ops API on http://%s, NATS %s\n", m.OpsAddr, nc.URL)
+	log.Info("dunning running", "ops", m.OpsAddr, "nats", natsrv.Redact(nc.URL))
+	fmt.Fprintf(m.Out, "dunning: ops API on http://%s, NATS %s\n", m.OpsAddr, natsrv.Redact(nc.URL))
 	if m.Started != nil {
 		close(m.Started)
 	}

@@ -73,6 +73,7 @@ type Config struct {
 
 	OpsAddr     string `env:"DUNNING_OPS_ADDR" envDefault:"127.0.0.1:8081"`
 	OpsToken    string `env:"DUNNING_OPS_TOKEN"`
+	OpsMaxConns int    `env:"DUNNING_OPS_MAX_CONNS" envDefault:"256"`
 	OpsTokenFil string `env:"DUNNING_OPS_TOKEN_FILE"`
 	Pprof       bool   `env:"DUNNING_PPROF"` // /debug/pprof on the ops API, behind its bearer token
 	// Concurrency is how many invoices' events are handled at once; one

@@ -59,6 +59,10 @@ type Publisher struct {
 	// OnPublished, if set, is called per event with its type and whether
 	// JetStream reported it as a duplicate.
 	OnPublished func(typ string, duplicate bool)
+	// OnResult, if set, is called after every publish with nil or what
+	// JetStream refused (not a cancelled context): the poller's readiness
+	// follows it.
+	OnResult func(err error)
 }
 
 // Publish publishes the changes and waits until JetStream has stored every
@@ -95,6 +99,14 @@ func (p *Publisher) PublishEvent(ctx context.Context, subject string, e event.Ev
 // PublishMsgs publishes encoded messages asynchronously and waits for all
 // acknowledgements.
 func (p *Publisher) PublishMsgs(ctx context.Context, msgs []*nats.Msg) error {
+	err := p.publishMsgs(ctx, msgs)
+	if p.OnResult != nil && ctx.Err() == nil {
+		p.OnResult(err)
+	}
+	return err
+}
+
+func (p *Publisher) publishMsgs(ctx context.Context, msgs []*nats.Msg) error {
 	if len(msgs) == 1 {
 		ack, err := p.JS.PublishMsg(ctx, msgs[0])
 		if err != nil {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -90,7 +92,7 @@ func Open(ctx context.Context, c OpenConfig) (*Conn, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("natsrv: connect %s: %w (last error: %v)", out.URL, ctx.Err(), err)
+			return nil, fmt.Errorf("natsrv: connect %s: %w (last error: %v)", Redact(out.URL), ctx.Err(), err)
 		case <-time.After(time.Second):
 		}
 	}
@@ -98,7 +100,7 @@ func Open(ctx context.Context, c OpenConfig) (*Conn, error) {
 		if out.Server != nil {
 			out.Server.Shutdown()
 		}
-		return nil, fmt.Errorf("natsrv: connect %s: %w", out.URL, err)
+		return nil, fmt.Errorf("natsrv: connect %s: %w", Redact(out.URL), err)
 	}
 	out.NC = nc
 	// An acknowledgement lost to a partition or a reconnect would leave an
@@ -129,4 +131,21 @@ func Retry(ctx context.Context, f func(context.Context) error) error {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// Redact returns a NATS URL list with any password replaced by "xxxxx",
+// for logs and errors.
+func Redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				parts[i] = u.Redacted()
+			} else {
+				u.User = url.User("xxxxx") // a token as the user part
+				parts[i] = u.String()
+			}
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -40,11 +40,18 @@ type Main struct {
 	// Now is the business clock (nil: real time). The demo and tests use a
 	// shifted clock; durable timers are translated to real time.
 	Now func() time.Time
+	// Limits of the HTTP listener (webhooks, metrics, health; zero:
+	// lifecycle's defaults, with POLLER_HTTP_MAX_CONNS).
+	Limits lifecycle.Limits
 
 	// Set once running (tests read them).
-	HTTPAddr string
-	NATSURL  string
-	ready    atomic.Bool
+	HTTPAddr  string
+	DebugAddr string // the pprof listener, when POLLER_PPROF is on
+	NATSURL   string
+	ready     atomic.Bool
+	// storeErr is what JetStream refused at the last publish (nil: the
+	// last one was stored).
+	storeErr atomic.Pointer[error]
 	started  chan struct{}
 	once     sync.Once
 	runner   atomic.Pointer[poller.Runner]
@@ -243,7 +250,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	p := &poller.Poller{
 		Snapshots:   snaps,
-		Publisher:   &events.Publisher{JS: js, OnPublished: met.observeEvent},
+		Publisher:   &events.Publisher{JS: js, OnPublished: met.observeEvent, OnResult: m.storeResult},
 		Timers:      sched,
 		Rules:       poller.Rules{DueSoonDays: dueSoon(cfg.DueSoonDays)},
 		Now:         m.now,
@@ -306,23 +313,22 @@ func (m *Main) Run(ctx context.Context) error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !m.ready.Load() || !nc.NC.IsConnected() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if err := m.readiness(r.Context(), nc); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	if cfg.Pprof {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/heap", pprof.Index)
-	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("POLLER_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
 	m.HTTPAddr = ln.Addr().String()
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	if m.Limits.MaxConns == 0 {
+		m.Limits.MaxConns = cfg.HTTPMaxConns
+	}
+	srv := lifecycle.HTTPServer(mux, m.Limits)
+	ln = lifecycle.Limit(ln, m.Limits)
 
 	// Handlers run under the work context: what they started when the stop
 	// signal arrives finishes within the grace period.
@@ -407,15 +413,29 @@ func (m *Main) Run(ctx context.Context) error {
 	if sink != "" {
 		go m.subscribe(ctx, companies, cs, sink)
 	}
+	var dln net.Listener
+	if cfg.Pprof {
+		if dln, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
+			return fmt.Errorf("POLLER_DEBUG_ADDR %s: %w", cfg.DebugAddr, err)
+		}
+		m.DebugAddr = dln.Addr().String()
+	}
 	m.runner.Store(runner)
 	m.ready.Store(true)
 	close(m.started)
-	log.Info("poller running", "http", m.HTTPAddr, "nats", m.NATSURL, "instance", cfg.InstanceID, "mode", map[bool]string{true: "manual token", false: "oauth"}[cfg.Manual()])
-	fmt.Fprintf(m.Out, "poller: http://%s (webhooks at /webhooks/fic, metrics at /metrics), NATS %s\n", m.HTTPAddr, m.NATSURL)
+	log.Info("poller running", "http", m.HTTPAddr, "nats", natsrv.Redact(m.NATSURL), "instance", cfg.InstanceID, "mode", map[bool]string{true: "manual token", false: "oauth"}[cfg.Manual()])
+	fmt.Fprintf(m.Out, "poller: http://%s (webhooks at /webhooks/fic, metrics at /metrics), NATS %s\n", m.HTTPAddr, natsrv.Redact(m.NATSURL))
 
 	var g lifecycle.Group
 	g.Signal(ctx)
 	g.Serve("webhook listener "+m.HTTPAddr, srv, ln, 10*time.Second)
+	if dln != nil {
+		dbg := http.NewServeMux()
+		dbg.HandleFunc("GET /debug/pprof/", pprof.Index)
+		dbg.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		g.Serve("debug listener "+m.DebugAddr, lifecycle.HTTPServer(dbg, lifecycle.Limits{Write: 2 * time.Minute, MaxConns: 8}), dln, time.Second)
+		log.Warn("profiling on", "debug", m.DebugAddr)
+	}
 	g.Loop("reconciliation", runner.Run) // releases its leases when stopped
 	stopConsumers := make(chan struct{})
 	g.Add("consumers", func() error {
@@ -484,4 +504,34 @@ func dueSoon(days int) int {
 		return -1 // disabled
 	}
 	return days
+}
+
+func (m *Main) storeResult(err error) {
+	if err == nil {
+		m.storeErr.Store(nil)
+		return
+	}
+	m.storeErr.Store(&err)
+}
+
+// readiness is nil when the poller can do its job: started, connected to
+// NATS, JetStream answering, and the last events it published stored (a
+// full stream or account refuses them: the replica is not ready until it
+// stores again).
+func (m *Main) readiness(ctx context.Context, nc *natsrv.Conn) error {
+	switch {
+	case !m.ready.Load():
+		return errors.New("starting")
+	case !nc.NC.IsConnected():
+		return errors.New("NATS disconnected")
+	}
+	if e := m.storeErr.Load(); e != nil {
+		return fmt.Errorf("JetStream refuses events: %v", *e)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := nc.JS.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("JetStream unavailable: %v", err)
+	}
+	return nil
 }

@@ -46,15 +46,16 @@ type Config struct {
 	EventsMaxAge time.Duration `env:"EVENTS_MAX_AGE" envDefault:"0s"`
 	EventsDedup  time.Duration `env:"EVENTS_DEDUP_WINDOW" envDefault:"24h"`
 
-	HTTPAddr    string        `env:"POLLER_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
-	ScanShare   float64       `env:"POLLER_SCAN_SHARE" envDefault:"0.5"`
-	MinInterval time.Duration `env:"POLLER_MIN_INTERVAL" envDefault:"1m"`
-	MaxInterval time.Duration `env:"POLLER_MAX_INTERVAL" envDefault:"24h"`
-	DueSoonDays int           `env:"POLLER_DUE_SOON_DAYS" envDefault:"3"`
-	LeaseTTL    time.Duration `env:"POLLER_LEASE_TTL" envDefault:"30s"`
-	InstanceID  string        `env:"POLLER_INSTANCE_ID"`
-	OpenOnly    bool          `env:"POLLER_SCAN_OPEN_ONLY"`
-	MaxScans    int           `env:"POLLER_MAX_CONCURRENT_SCANS" envDefault:"32"`
+	HTTPAddr     string        `env:"POLLER_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
+	HTTPMaxConns int           `env:"POLLER_HTTP_MAX_CONNS" envDefault:"1024"`
+	ScanShare    float64       `env:"POLLER_SCAN_SHARE" envDefault:"0.5"`
+	MinInterval  time.Duration `env:"POLLER_MIN_INTERVAL" envDefault:"1m"`
+	MaxInterval  time.Duration `env:"POLLER_MAX_INTERVAL" envDefault:"24h"`
+	DueSoonDays  int           `env:"POLLER_DUE_SOON_DAYS" envDefault:"3"`
+	LeaseTTL     time.Duration `env:"POLLER_LEASE_TTL" envDefault:"30s"`
+	InstanceID   string        `env:"POLLER_INSTANCE_ID"`
+	OpenOnly     bool          `env:"POLLER_SCAN_OPEN_ONLY"`
+	MaxScans     int           `env:"POLLER_MAX_CONCURRENT_SCANS" envDefault:"32"`
 	// WebhookWorkers: documents announced by webhooks handled at once
 	// (companies served round-robin, at most 4 at once per company).
 	WebhookWorkers int `env:"POLLER_WEBHOOK_WORKERS" envDefault:"8"`
@@ -72,7 +73,10 @@ type Config struct {
 	// OwnerCheck refuses a document whose id is known under another
 	// company (one KV write per new document).
 	OwnerCheck bool `env:"POLLER_OWNER_CHECK" envDefault:"true"`
-	Pprof      bool `env:"POLLER_PPROF"` // /debug/pprof on the HTTP address (profiling; keep it private)
+	Pprof      bool `env:"POLLER_PPROF"` // /debug/pprof on POLLER_DEBUG_ADDR (profiling)
+	// DebugAddr is the private listener of /debug/pprof: never the webhook
+	// listener, which FIC (the internet) reaches.
+	DebugAddr string `env:"POLLER_DEBUG_ADDR" envDefault:"127.0.0.1:6060"`
 
 	// DemoClock "send-window" shifts the business clock into the next send
 	// window when started outside it (demos and smoke tests only).

@@ -35,7 +35,10 @@ type Config struct {
 	FICRedirectURL  string `env:"FIC_REDIRECT_URL" envDefault:"http://127.0.0.1:8085/oauth/callback"`
 	FICTokenJSON    bool   `env:"FIC_TOKEN_REQUEST_JSON" envDefault:"true"`
 	SecretKey       string `env:"INCASSO_SECRET_KEY"`
-	SecretKeyFile   string `env:"INCASSO_SECRET_KEY_FILE"`
+	// DataDir keeps refreshed FIC tokens that could not be saved to NATS
+	// yet (OAuth mode), so that an outage or a crash does not lose them.
+	DataDir       string `env:"INCASSO_DATA_DIR" envDefault:".data-dunning"`
+	SecretKeyFile string `env:"INCASSO_SECRET_KEY_FILE"`
 	// FICLimits budgets the freshness checks (one GET per invoice per send)
 	// with the same variables and defaults as the poller.
 	FICLimits fic.Limits

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -31,6 +32,7 @@ type ficClients struct {
 	tokens    *kvstore.Tokens
 	leases    *kvstore.Leases
 	log       *slog.Logger
+	dataDir   string
 
 	mu        sync.Mutex
 	byConn    map[string]*fic.Client
@@ -59,7 +61,7 @@ func newFICClients(ctx context.Context, cfg Config, js jetstream.JetStream, log 
 	}
 	oauth := fic.NewOAuth(cfg.FICBaseURL, cfg.FICClientID, cfg.FICClientSecret, cfg.FICRedirectURL, fic.DefaultScopes)
 	oauth.FormBody = !cfg.FICTokenJSON
-	return &ficClients{newClient: newClient, oauth: oauth, tokens: tokens, leases: leases, log: log,
+	return &ficClients{newClient: newClient, oauth: oauth, tokens: tokens, leases: leases, log: log, dataDir: cfg.DataDir,
 		byConn: map[string]*fic.Client{}, byCompany: map[int64]*fic.Client{}}, nil
 }
 
@@ -106,7 +108,8 @@ func (f *ficClients) reload(ctx context.Context) error {
 		}
 		c, ok := f.byConn[name]
 		if !ok {
-			if c, err = f.newClient(&tenant.Credentials{OAuth: f.oauth, Store: f.tokens, Lock: f.leases, Key: name}); err != nil {
+			if c, err = f.newClient(&tenant.Credentials{OAuth: f.oauth, Store: f.tokens, Lock: f.leases, Key: name, Log: f.log,
+				Spool: &tenant.DirSpool{Dir: filepath.Join(f.dataDir, "token-spool"), Sealer: f.tokens}}); err != nil {
 				return err
 			}
 			f.byConn[name] = c

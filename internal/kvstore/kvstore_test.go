@@ -184,10 +184,10 @@ func TestRekey(t *testing.T) {
 		}
 	}
 	nw, _ := old.Open(newKey)
-	if n, err := nw.Rekey(ctx, old); err != nil || n != 2 {
+	if n, err := nw.Rekey(ctx, old, nil); err != nil || n != 2 {
 		t.Fatalf("rekey: %d %v", n, err)
 	}
-	if n, err := nw.Rekey(ctx, old); err != nil || n != 0 {
+	if n, err := nw.Rekey(ctx, old, nil); err != nil || n != 0 {
 		t.Fatalf("second run: %d %v", n, err)
 	}
 	if c, _, err := nw.Get(ctx, "b"); err != nil || c.Token.AccessToken != "a/b" {

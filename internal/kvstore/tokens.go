@@ -158,26 +158,48 @@ func (t *Tokens) Connections(ctx context.Context) ([]string, error) {
 // compare-and-set, and returns how many were rewritten. Connections already
 // sealed with the new key are left alone, so an interrupted rotation can be
 // run again.
-func (t *Tokens) Rekey(ctx context.Context, old *Tokens) (int, error) {
+//
+// hold, if set, is called for each connection before it is re-sealed and
+// must take the connection's refresh lock (tenant.LockConnection): a
+// re-seal between a refresh and its save would make the save lose its
+// compare-and-set after FIC had already rotated the refresh token.
+func (t *Tokens) Rekey(ctx context.Context, old *Tokens, hold func(ctx context.Context, name string) (release func(), err error)) (int, error) {
 	names, err := t.Connections(ctx)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, name := range names {
-		if _, _, err := t.Get(ctx, name); err == nil {
-			continue // already under the new key
-		}
-		c, rev, err := old.Get(ctx, name)
+		done, err := t.rekey(ctx, old, name, hold)
 		if err != nil {
 			return n, fmt.Errorf("kvstore: rekey %q: %w", name, err)
 		}
-		if _, err := t.Put(ctx, name, c, rev); err != nil {
-			return n, fmt.Errorf("kvstore: rekey %q: %w", name, err)
+		if done {
+			n++
 		}
-		n++
 	}
 	return n, nil
+}
+
+func (t *Tokens) rekey(ctx context.Context, old *Tokens, name string, hold func(context.Context, string) (func(), error)) (bool, error) {
+	if hold != nil {
+		release, err := hold(ctx, name)
+		if err != nil {
+			return false, err
+		}
+		defer release()
+	}
+	if _, _, err := t.Get(ctx, name); err == nil {
+		return false, nil // already under the new key
+	}
+	c, rev, err := old.Get(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	if _, err := t.Put(ctx, name, c, rev); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Open returns a Tokens view of the same bucket under another key (for
@@ -188,4 +210,28 @@ func (t *Tokens) Open(key []byte) (*Tokens, error) {
 		return nil, err
 	}
 	return &Tokens{KV: t.KV, aead: aead}, nil
+}
+
+// Seal encrypts plain for name with the store's key, outside the bucket
+// (the token spool): the additional data binds it to name and to the
+// spool, so it cannot pass for a bucket value.
+func (t *Tokens) Seal(name string, plain []byte) ([]byte, error) {
+	nonce := make([]byte, t.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return t.aead.Seal(nonce, nonce, plain, []byte("spool|"+name)), nil
+}
+
+// Unseal decrypts what Seal sealed for name.
+func (t *Tokens) Unseal(name string, sealed []byte) ([]byte, error) {
+	ns := t.aead.NonceSize()
+	if len(sealed) < ns {
+		return nil, errors.New("kvstore: sealed data too short")
+	}
+	plain, err := t.aead.Open(nil, sealed[:ns], sealed[ns:], []byte("spool|"+name))
+	if err != nil {
+		return nil, errors.New("kvstore: sealed data cannot be decrypted (wrong INCASSO_SECRET_KEY?)")
+	}
+	return plain, nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -203,7 +204,8 @@ func (m *Main) Run(ctx context.Context) error {
 				}
 				cs.mu.Lock()
 				if !known {
-					c, err := newClient(&tenant.Credentials{OAuth: oauth, Store: tokens, Lock: leases, Key: name})
+					c, err := newClient(&tenant.Credentials{OAuth: oauth, Store: tokens, Lock: leases, Key: name, Log: log,
+						Spool: &tenant.DirSpool{Dir: filepath.Join(cfg.DataDir, "token-spool"), Sealer: tokens}})
 					if err != nil {
 						cs.mu.Unlock()
 						return nil, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/natsrv"
+	"github.com/incasso-io/incasso/internal/tenant"
 )
 
 // rotateKey re-seals every stored connection from INCASSO_SECRET_KEY_OLD to
@@ -45,7 +46,15 @@ func rotateKey(ctx context.Context, cfg Config, environ []string, out io.Writer)
 	if err != nil {
 		return err
 	}
-	n, err := nw.Rekey(ctx, old)
+	// Each connection is re-sealed under its refresh lock, so that a
+	// poller refreshing it right now saves its new token first.
+	leases, err := kvstore.OpenLeases(ctx, nc.JS, "rotate-key", kvstore.BucketConfig{Replicas: cfg.Replicas})
+	if err != nil {
+		return err
+	}
+	n, err := nw.Rekey(ctx, old, func(ctx context.Context, name string) (func(), error) {
+		return tenant.LockConnection(ctx, leases, name)
+	})
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/kvstore"
+	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
 // Store is where connections live (kvstore.Tokens).
@@ -33,6 +35,16 @@ type Locker interface {
 	ReleaseKey(ctx context.Context, key string, rev uint64) error
 }
 
+// Spool keeps a refreshed token that could not be saved yet (NATS down,
+// the process about to die), outside NATS, until it is: FIC rotates the
+// refresh token on every refresh, so a refreshed token that is lost kills
+// the connection for good. (DirSpool: sealed files in the data directory.)
+type Spool interface {
+	Put(key string, tok *oauth2.Token) error
+	Get(key string) (*oauth2.Token, error) // nil, nil: none
+	Remove(key string) error
+}
+
 // Credentials are one connection's tokens; they implement fic.Credentials.
 type Credentials struct {
 	OAuth *fic.OAuth
@@ -40,6 +52,10 @@ type Credentials struct {
 	Lock  Locker
 	Key   string // connection name
 	Now   func() time.Time
+	// Spool keeps refreshed tokens until they are saved (nil: none; a
+	// token whose save fails is then kept in memory only).
+	Spool Spool
+	Log   *slog.Logger
 
 	mu  sync.Mutex
 	tok *oauth2.Token
@@ -65,6 +81,10 @@ func (c *Credentials) Token(ctx context.Context) (string, error) {
 	if c.fresh(c.tok) {
 		return c.tok.AccessToken, nil
 	}
+	if tok := c.unspool(ctx); c.fresh(tok) {
+		c.tok = tok
+		return tok.AccessToken, nil
+	}
 	conn, _, err := c.Store.Get(ctx, c.Key)
 	if err != nil {
 		return "", err
@@ -74,6 +94,54 @@ func (c *Credentials) Token(ctx context.Context) (string, error) {
 		return c.tok.AccessToken, nil
 	}
 	return c.refreshLocked(ctx, "")
+}
+
+// unspool saves a token an earlier refresh could not save (a spooled one
+// is always the newest: it is spooled before its save and removed after)
+// and returns it; nil if there is none.
+func (c *Credentials) unspool(ctx context.Context) *oauth2.Token {
+	if c.Spool == nil {
+		return nil
+	}
+	tok, err := c.Spool.Get(c.Key)
+	if err != nil || tok == nil {
+		return nil
+	}
+	if err := c.saveLatest(ctx, tok); err != nil {
+		c.log().Error("spooled FIC token still not saved", "connection", c.Key, "error", err)
+		return tok
+	}
+	_ = c.Spool.Remove(c.Key)
+	c.log().Info("spooled FIC token saved", "connection", c.Key)
+	return tok
+}
+
+// saveLatest stores tok as the connection's token over whatever revision
+// is stored now (the caller holds the refresh lock, or the token is the
+// spooled newest): a compare-and-set lost to another writer (a key
+// rotation, a reconnect adding companies) re-reads and writes again.
+func (c *Credentials) saveLatest(ctx context.Context, tok *oauth2.Token) error {
+	var last error
+	for attempt := 0; attempt < 8; attempt++ {
+		conn, rev, err := c.Store.Get(ctx, c.Key)
+		if err != nil {
+			return err
+		}
+		conn.Token = tok
+		_, err = c.Store.Put(ctx, c.Key, conn, rev)
+		if err == nil || !errors.Is(err, rcv.ErrConflict) {
+			return err
+		}
+		last = err
+	}
+	return last
+}
+
+func (c *Credentials) log() *slog.Logger {
+	if c.Log != nil {
+		return c.Log
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // Refresh implements fic.Credentials (called after a 401).
@@ -117,7 +185,11 @@ func (c *Credentials) refreshLocked(ctx context.Context, failed string) (string,
 		defer cancel()
 		_ = c.Lock.ReleaseKey(rctx, lockKey, lockRev)
 	}()
-	conn, rev, err := c.Store.Get(ctx, c.Key)
+	if tok := c.unspool(ctx); tok != nil && tok.AccessToken != failed {
+		c.tok = tok // refreshed before a crash or an outage, saved now
+		return tok.AccessToken, nil
+	}
+	conn, _, err := c.Store.Get(ctx, c.Key)
 	if err != nil {
 		return "", err
 	}
@@ -125,29 +197,88 @@ func (c *Credentials) refreshLocked(ctx context.Context, failed string) (string,
 		c.tok = conn.Token // someone refreshed while we waited
 		return c.tok.AccessToken, nil
 	}
-	saver := &saver{store: c.Store, key: c.Key, conn: conn, rev: rev}
-	tok, err := c.OAuth.Credentials(conn.Token, saver).Refresh(ctx)
+	sv := &saver{c: c}
+	tok, err := c.OAuth.Credentials(conn.Token, sv).Refresh(ctx)
 	if err != nil {
 		return "", fmt.Errorf("tenant: connection %q: %w", c.Key, err)
 	}
-	c.tok = saver.conn.Token
+	c.tok = sv.tok
 	return tok, nil
 }
 
-// saver writes the refreshed token back with CAS on the revision read.
+// saver keeps a refreshed token: spooled first, then stored (retrying,
+// over a concurrent writer's revision), then unspooled. FIC has already
+// rotated the refresh token when Save is called, so Save never fails: a
+// failure would drop the only copy.
 type saver struct {
-	store Store
-	key   string
-	conn  kvstore.Connection
-	rev   uint64
+	c   *Credentials
+	tok *oauth2.Token
 }
 
 func (s *saver) Save(ctx context.Context, tok *oauth2.Token) error {
-	s.conn.Token = tok
-	rev, err := s.store.Put(ctx, s.key, s.conn, s.rev)
-	if err != nil {
-		return err
+	c := s.c
+	s.tok = tok
+	spooled := false
+	if c.Spool != nil {
+		if err := c.Spool.Put(c.Key, tok); err != nil {
+			c.log().Error("refreshed FIC token not spooled", "connection", c.Key, "error", err)
+		} else {
+			spooled = true
+		}
 	}
-	s.rev = rev
+	// The save must not be cut by the caller's context: the token exists
+	// only here now.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), SaveTimeout)
+	defer cancel()
+	var err error
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		if err = c.saveLatest(sctx, tok); err == nil {
+			if spooled {
+				_ = c.Spool.Remove(c.Key)
+			}
+			return nil
+		}
+		select {
+		case <-time.After(wait):
+			continue
+		case <-sctx.Done():
+		}
+		break
+	}
+	if spooled {
+		c.log().Error("refreshed FIC token not saved yet; kept in the spool, saved at the next use", "connection", c.Key, "error", err)
+	} else {
+		c.log().Error("refreshed FIC token saved nowhere: kept in memory only", "connection", c.Key, "error", err)
+	}
 	return nil
+}
+
+// SaveTimeout bounds how long a refreshed token's save is retried before
+// it is left in the spool.
+var SaveTimeout = 30 * time.Second
+
+// LockConnection takes a connection's refresh lock (the one refreshes run
+// under), waiting while another holder has it, and returns its release.
+// Whatever rewrites a connection's token outside a refresh — the key
+// rotation — takes it, so it cannot come between a refresh and its save.
+func LockConnection(ctx context.Context, lock Locker, key string) (func(), error) {
+	lockKey := "refresh_" + key
+	for attempt := 0; ; attempt++ {
+		rev, err := lock.AcquireKey(ctx, lockKey)
+		if err == nil {
+			return func() {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				_ = lock.ReleaseKey(rctx, lockKey, rev)
+			}, nil
+		}
+		if !errors.Is(err, kvstore.ErrLeaseHeld) || attempt >= 120 {
+			return nil, fmt.Errorf("tenant: refresh lock of %q: %w", key, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

@@ -99,13 +99,14 @@ func (m *Main) Run(ctx context.Context) error {
 	js := nc.JS
 	bc := kvstore.BucketConfig{Replicas: cfg.Replicas}
 	var (
-		cases   *kvstore.Cases
-		clients *kvstore.Clients
-		outbox  *kvstore.Outbox
-		aud     *audit.Stream
-		sched   *timers.Scheduler
-		modes   *kvstore.Modes
-		ledger  *kvstore.Snapshots // the poller's: every document, for the reports
+		cases     *kvstore.Cases
+		clients   *kvstore.Clients
+		outbox    *kvstore.Outbox
+		aud       *audit.Stream
+		sched     *timers.Scheduler
+		modes     *kvstore.Modes
+		ledger    *kvstore.Snapshots // the poller's: every document, for the reports
+		operators *kvstore.Operators
 	)
 	err = natsrv.Retry(ctx, func(ctx context.Context) error {
 		if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas}); err != nil {
@@ -129,6 +130,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		if ledger, err = kvstore.NewSnapshots(ctx, js, bc); err != nil {
+			return err
+		}
+		if operators, err = kvstore.NewOperators(ctx, js, bc); err != nil {
 			return err
 		}
 		if aud, err = audit.New(ctx, js, cfg.Replicas); err != nil {
@@ -258,7 +262,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
-	api := &opsAPI{eng: eng, token: cfg.OpsToken, now: m.now, deadLetters: func(r *http.Request, limit int) ([]map[string]any, error) {
+	api := &opsAPI{eng: eng, token: cfg.OpsToken, ops: operators, now: m.now, deadLetters: func(r *http.Request, limit int) ([]map[string]any, error) {
 		st, err := js.Stream(r.Context(), DLQStream)
 		if err != nil {
 			return nil, err

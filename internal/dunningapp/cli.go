@@ -120,7 +120,7 @@ func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, std
 			if action == "state" {
 				action = fmt.Sprintf("%v -> %v", m["from"], m["to"])
 			}
-			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\n", m["at"], action, m["stage"], m["channel"], m["operator"], m["reason"])
+			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\n", m["at"], clean(action, 40), m["stage"], m["channel"], clean(str(m["operator"]), 80), clean(str(m["reason"]), 200))
 		}
 	case "remind", "pause", "resume", "dispute", "promise", "writeoff":
 		if err := need(2); err != nil {
@@ -221,6 +221,12 @@ func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, std
 			m := it.(map[string]any)
 			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\n", m["client"], m["number"], m["stage"], m["channels"], m["at"], m["amount_due"])
 		}
+	case "whoami":
+		out, err := call("GET", "/v1/whoami", nil)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "name\t%v\nrole\t%v\nshared token\t%v\n", clean(str(out["name"]), 64), out["role"], out["shared_token"])
 	case "deadletters":
 		out, err := call("GET", "/v1/deadletters", nil)
 		if err != nil {
@@ -232,7 +238,7 @@ func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, std
 			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\n", num(m["seq"]), m["time"], m["subject"], m["event_id"], m["reason"])
 		}
 	default:
-		return fmt.Errorf("unknown command %q (want run, render, cases, show, approvals, approve, reject, postpone, mode, remind, pause, resume, dispute, promise, writeoff, preview, aging, deadletters)", cmd)
+		return fmt.Errorf("unknown command %q (want run, render, operators, whoami, cases, show, approvals, approve, reject, postpone, mode, remind, pause, resume, dispute, promise, writeoff, preview, aging, deadletters)", cmd)
 	}
 	return nil
 }
@@ -242,6 +248,13 @@ var rome, _ = time.LoadLocation("Europe/Rome")
 func num(v any) string {
 	if f, ok := v.(float64); ok {
 		return fmt.Sprintf("%.0f", f)
+	}
+	return fmt.Sprint(v)
+}
+
+func str(v any) string {
+	if v == nil {
+		return ""
 	}
 	return fmt.Sprint(v)
 }

@@ -32,6 +32,9 @@ func Command(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		}
 		return nil
 	}
+	if cmd == "operators" {
+		return operatorsCmd(ctx, cfg, args, stdout, stderr)
+	}
 	if cmd == "render" {
 		return render(cfg, args, stdout, stderr)
 	}

@@ -130,8 +130,8 @@ func (c *Config) Validate() error {
 	if err := c.FICLimits.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if len(c.OpsToken) < 16 {
-		bad("DUNNING_OPS_TOKEN: required, at least 16 characters (the ops API is authenticated)")
+	if c.OpsToken != "" && len(c.OpsToken) < 16 {
+		bad("DUNNING_OPS_TOKEN: at least 16 characters (or unset it: operators then use their own tokens, `dunning operators add`)")
 	}
 	if c.SMTPHost == "" || c.SMTPPort <= 0 {
 		bad("SMTP_HOST/SMTP_PORT: required")

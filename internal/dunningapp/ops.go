@@ -1,23 +1,34 @@
 package dunningapp
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/incasso-io/incasso/internal/dunning"
+	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/policy"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
-// opsAPI is the authenticated operations API.
+// opsAPI is the authenticated operations API. Every request carries a
+// bearer token: an operator's own (kvstore.Operators: a name and a role,
+// written into the audit trail as who acted), or the shared
+// DUNNING_OPS_TOKEN (role admin; the audit says "ops-token" with the name
+// the caller declared, which nothing verifies).
 type opsAPI struct {
 	eng   *dunning.Engine
-	token string
+	token string             // shared token ("": none)
+	ops   *kvstore.Operators // nil: shared token only
 	now   func() time.Time
 	// deadLetters lists the dead-letter stream (nil: none).
 	deadLetters func(r *http.Request, limit int) ([]map[string]any, error)
@@ -25,23 +36,45 @@ type opsAPI struct {
 
 func (a *opsAPI) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/cases", a.list)
-	mux.HandleFunc("GET /v1/cases/{cid}/{id}", a.show)
-	mux.HandleFunc("POST /v1/cases/{cid}/{id}/remind", a.remind)
-	mux.HandleFunc("POST /v1/cases/{cid}/{id}/approve", a.approval(dunning.Approve))
-	mux.HandleFunc("POST /v1/cases/{cid}/{id}/reject", a.approval(dunning.Reject))
-	mux.HandleFunc("POST /v1/cases/{cid}/{id}/postpone", a.approval(dunning.Postpone))
-	mux.HandleFunc("POST /v1/cases/{cid}/{id}/{action}", a.state)
-	mux.HandleFunc("GET /v1/approvals", a.approvals)
-	mux.HandleFunc("GET /v1/companies/{cid}/mode", a.getMode)
-	mux.HandleFunc("PUT /v1/companies/{cid}/mode", a.setMode)
-	mux.HandleFunc("GET /v1/preview", a.preview)
-	mux.HandleFunc("GET /v1/aging", a.aging)
-	mux.HandleFunc("GET /v1/deadletters", a.deadletters)
+	view, act, admin := kvstore.RoleViewer, kvstore.RoleOperator, kvstore.RoleAdmin
+	route := func(pattern, role string, h http.HandlerFunc) { mux.Handle(pattern, a.require(role, h)) }
+	route("GET /v1/cases", view, a.list)
+	route("GET /v1/cases/{cid}/{id}", view, a.show)
+	route("POST /v1/cases/{cid}/{id}/remind", act, a.remind)
+	route("POST /v1/cases/{cid}/{id}/approve", act, a.approval(dunning.Approve))
+	route("POST /v1/cases/{cid}/{id}/reject", act, a.approval(dunning.Reject))
+	route("POST /v1/cases/{cid}/{id}/postpone", act, a.approval(dunning.Postpone))
+	route("POST /v1/cases/{cid}/{id}/writeoff", admin, a.state)
+	route("POST /v1/cases/{cid}/{id}/{action}", act, a.state)
+	route("GET /v1/approvals", view, a.approvals)
+	route("GET /v1/companies/{cid}/mode", view, a.getMode)
+	route("PUT /v1/companies/{cid}/mode", admin, a.setMode)
+	route("GET /v1/preview", view, a.preview)
+	route("GET /v1/aging", view, a.aging)
+	route("GET /v1/deadletters", view, a.deadletters)
+	route("GET /v1/whoami", view, func(w http.ResponseWriter, r *http.Request) {
+		p := principalOf(r)
+		writeJSON(w, http.StatusOK, map[string]any{"name": p.Name, "role": p.Role, "shared_token": p.Shared})
+	})
 	return a.auth(mux)
 }
 
-// auth: 401 without a bearer token, 403 with a wrong one.
+// principal is who a request comes from.
+type principal struct {
+	Name   string
+	Role   string
+	Shared bool // the shared DUNNING_OPS_TOKEN: the name is not verified
+}
+
+type principalKey struct{}
+
+func principalOf(r *http.Request) principal {
+	p, _ := r.Context().Value(principalKey{}).(principal)
+	return p
+}
+
+// auth: 401 without a bearer token, 403 with one that is not an active
+// operator's nor the shared token.
 func (a *opsAPI) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -50,12 +83,80 @@ func (a *opsAPI) auth(next http.Handler) http.Handler {
 			apiError(w, http.StatusUnauthorized, "missing bearer token")
 			return
 		}
-		if subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) != 1 {
+		var p principal
+		switch {
+		case a.token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) == 1:
+			p = principal{Name: "ops-token", Role: kvstore.RoleAdmin, Shared: true}
+		case a.ops != nil && strings.HasPrefix(tok, kvstore.TokenPrefix):
+			op, err := a.ops.Authenticate(r.Context(), tok)
+			if errors.Is(err, kvstore.ErrBadToken) {
+				apiError(w, http.StatusForbidden, "invalid token")
+				return
+			}
+			if err != nil {
+				apiError(w, http.StatusServiceUnavailable, "cannot check the token now")
+				return
+			}
+			p = principal{Name: op.Name, Role: op.Role}
+		default:
 			apiError(w, http.StatusForbidden, "invalid token")
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// require answers 403 unless the principal's role reaches role.
+func (a *opsAPI) require(role string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := principalOf(r); kvstore.Rank(p.Role) < kvstore.Rank(role) {
+			apiError(w, http.StatusForbidden, fmt.Sprintf("%s is %s; this needs %s", p.Name, p.Role, role))
+			return
+		}
+		h(w, r)
+	})
+}
+
+// actor is who the audit trail records: the authenticated operator, or
+// for the shared token "ops-token" and the name the caller declared.
+func actor(r *http.Request, declared string) string {
+	p := principalOf(r)
+	if !p.Shared {
+		return p.Name
+	}
+	if declared = clean(declared, 64); declared != "" {
+		return "ops-token (as " + declared + ")"
+	}
+	return "ops-token"
+}
+
+// clean makes free text safe to store and print: control and bidi
+// characters dropped (no terminal escapes, no reordered text in `dunning
+// show`), spaces collapsed, at most max runes.
+func clean(s string, max int) string {
+	var b strings.Builder
+	n := 0
+	space := false
+	for _, r := range s {
+		switch {
+		case unicode.IsSpace(r): // newlines and tabs too: one line in the timeline
+			space = b.Len() > 0
+			continue
+		case unicode.IsControl(r), r >= 0x202A && r <= 0x202E, r >= 0x2066 && r <= 0x2069, r == 0x200E, r == 0x200F, r == utf8.RuneError:
+			continue
+		}
+		if n >= max {
+			break
+		}
+		if space {
+			b.WriteByte(' ')
+			n++
+			space = false
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
 }
 
 func apiError(w http.ResponseWriter, code int, msg string) {
@@ -175,10 +276,11 @@ func decodeOp(w http.ResponseWriter, r *http.Request) (opRequest, bool) {
 		apiError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
 		return req, false
 	}
-	if req.Operator == "" {
-		apiError(w, http.StatusBadRequest, "operator is required (who is acting)")
+	if principalOf(r).Shared && clean(req.Operator, 64) == "" {
+		apiError(w, http.StatusBadRequest, "operator is required with the shared token (who is acting); personal tokens name their operator")
 		return req, false
 	}
+	req.Operator, req.Reason = actor(r, req.Operator), clean(req.Reason, 500)
 	return req, true
 }
 
@@ -218,7 +320,11 @@ func (a *opsAPI) state(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	to := map[string]dunning.State{"pause": dunning.Paused, "resume": dunning.Active, "dispute": dunning.Disputed, "promise": dunning.Promised, "writeoff": dunning.Closed}[r.PathValue("action")]
+	action := r.PathValue("action")
+	if action == "" {
+		action = path.Base(r.URL.Path) // the writeoff route, which needs admin
+	}
+	to := map[string]dunning.State{"pause": dunning.Paused, "resume": dunning.Active, "dispute": dunning.Disputed, "promise": dunning.Promised, "writeoff": dunning.Closed}[action]
 	if to == "" {
 		apiError(w, http.StatusNotFound, "unknown action: want remind, pause, resume, dispute, promise or writeoff")
 		return
@@ -348,6 +454,16 @@ func (a *opsAPI) approval(decision string) http.HandlerFunc {
 		if !ok {
 			return
 		}
+		// A formal step (a stage the policy puts behind approval: the
+		// notice, the hand-off) is an admin's decision; a catch-up
+		// reminder an operator's.
+		if c, _, err := a.eng.Cases.Get(r.Context(), cid, id); err == nil && c.Awaiting != nil {
+			p := a.eng.Policies.For(cid)
+			if i := dunning.StageIndex(p, c.Awaiting.Stage); i >= 0 && p.Stages[i].Approval && kvstore.Rank(principalOf(r).Role) < kvstore.Rank(kvstore.RoleAdmin) {
+				apiError(w, http.StatusForbidden, fmt.Sprintf("%s is a formal step: deciding on it needs admin (%s is %s)", c.Awaiting.Stage, principalOf(r).Name, principalOf(r).Role))
+				return
+			}
+		}
 		c, err := a.eng.DecideApproval(r.Context(), cid, id, decision, until, req.Operator, req.Reason)
 		if err != nil {
 			engineError(w, err)
@@ -387,7 +503,7 @@ func (a *opsAPI) setMode(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
 		return
 	}
-	n, err := a.eng.SetMode(r.Context(), cid, req.Mode, req.Operator)
+	n, err := a.eng.SetMode(r.Context(), cid, req.Mode, actor(r, req.Operator))
 	if err != nil {
 		engineError(w, err)
 		return

@@ -171,13 +171,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	infraDone := make(chan error, 1)
 	go func() { infraDone <- infra.Run() }()
 
-	// NATS with JetStream, embedded.
-	ns, err := natsrv.Start(natsrv.Config{Host: hostOf(*natsAddr), Port: portOf(*natsAddr), StoreDir: filepath.Join(*dataDir, "nats")})
+	// NATS with JetStream, embedded, with a password (as every Incasso NATS).
+	natsPassword := randHex(16)
+	ns, err := natsrv.Start(natsrv.Config{Host: hostOf(*natsAddr), Port: portOf(*natsAddr), StoreDir: filepath.Join(*dataDir, "nats"),
+		Users: []natsrv.User{{Name: natsrv.EmbeddedUser, Password: natsPassword}}})
 	if err != nil {
 		return err
 	}
 	defer ns.Shutdown()
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(natsrv.EmbeddedUser, natsPassword))
 	if err != nil {
 		return err
 	}
@@ -191,7 +193,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	pollerLn := *pollAddr
-	penv := []string{"NATS_URL=" + ns.ClientURL(), "FIC_BASE_URL=" + simURL, "FIC_CLIENT_ID=ficsim-client", "FIC_CLIENT_SECRET=ficsim-secret",
+	penv := []string{"NATS_URL=" + ns.ClientURL(), "NATS_PASSWORD=" + natsPassword, "FIC_BASE_URL=" + simURL, "FIC_CLIENT_ID=ficsim-client", "FIC_CLIENT_SECRET=ficsim-secret",
 		"INCASSO_SECRET_KEY=" + secretKey, "POLLER_HTTP_ADDR=" + pollerLn, "POLLER_PUBLIC_URL=http://" + pollerLn,
 		"POLLER_MIN_INTERVAL=2m", "POLLER_LEASE_TTL=10s", "LOG_FORMAT=text"}
 	if pem, err := sim.WebhookPublicKeyPEM(); err == nil {
@@ -214,7 +216,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := os.WriteFile(policyFile, []byte(demoPolicy), 0o600); err != nil {
 		return err
 	}
-	denv := []string{"DUNNING_POLICY_FILE=" + policyFile, "NATS_URL=" + ns.ClientURL(), "FIC_BASE_URL=" + simURL, "FIC_ACCESS_TOKEN=" + sim.Token(),
+	denv := []string{"DUNNING_POLICY_FILE=" + policyFile, "NATS_URL=" + ns.ClientURL(), "NATS_PASSWORD=" + natsPassword, "FIC_BASE_URL=" + simURL, "FIC_ACCESS_TOKEN=" + sim.Token(),
 		"SMTP_HOST=" + hostOf(*mailSMTP), fmt.Sprintf("SMTP_PORT=%d", portOf(*mailSMTP)), "SMTP_TLS=none", "SMTP_FROM=crediti@officinelombarde.it",
 		"DUNNING_OPS_ADDR=" + *opsAddr, "DUNNING_OPS_TOKEN=" + opsToken, "LOG_FORMAT=text", "DUNNING_GROUP_DELAY=3s",
 		"DUNNING_PLATFORM_URL=http://" + platLn.Addr().String() + "/handoff", "DUNNING_PLATFORM_SECRET=" + platformSecret, "DUNNING_ALLOWED_HOSTS=127.0.0.1", "DUNNING_OUTBOUND_ALLOW_NETS=127.0.0.1"}
@@ -256,12 +258,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	fmt.Fprintf(out, `Incasso demo
   ficsim (FIC sandbox)   %s   token %s, companies %v
-  NATS + JetStream       %s   try: nats sub 'incasso.events.>'
+  NATS + JetStream       %s   try: nats sub 'incasso.events.>' --user incasso --password %s
   poller                 http://%s/metrics
   dunning ops API        http://%s   DUNNING_OPS_TOKEN=%s DUNNING_OPS_URL=http://%s go run ./cmd/dunning cases
   mail catcher           http://%s/   (reminders land here)
   business clock         %s (Europe/Rome)%s
-`, simURL, sim.Token(), sim.CompanyIDs(), ns.ClientURL(), pollerLn, *opsAddr, opsToken, *opsAddr, mailLn.Addr(), now().In(rcv.Rome).Format("Mon 2 Jan 2006 15:04"),
+`, simURL, sim.Token(), sim.CompanyIDs(), ns.ClientURL(), natsPassword, pollerLn, *opsAddr, opsToken, *opsAddr, mailLn.Addr(), now().In(rcv.Rome).Format("Mon 2 Jan 2006 15:04"),
 		map[bool]string{true: " — shifted into the send window", false: ""}[shifted])
 
 	pm := &pollerapp.Main{Config: pcfg, Log: slog.New(slog.NewTextHandler(logw, nil)), Out: progress{out}, Now: now}

@@ -91,7 +91,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Out == nil {
 		m.Out = io.Discard
 	}
-	nc, err := natsrv.Open(ctx, natsrv.OpenConfig{URL: cfg.NATSURL, Creds: cfg.NATSCreds, Name: "incasso-dunning"})
+	nc, err := natsrv.Open(ctx, cfg.natsOpen("incasso-dunning"))
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/incasso-io/incasso/internal/envparse"
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/kvstore"
+	"github.com/incasso-io/incasso/internal/natsrv"
 	"github.com/incasso-io/incasso/internal/notify"
 	"github.com/incasso-io/incasso/internal/safehttp"
 )
@@ -21,7 +22,16 @@ import (
 type Config struct {
 	NATSURL   string `env:"NATS_URL" envDefault:"nats://127.0.0.1:4222"`
 	NATSCreds string `env:"NATS_CREDS"`
-	Replicas  int    `env:"INCASSO_REPLICAS" envDefault:"1"`
+	// NATS_USER and NATS_PASSWORD authenticate to NATS (the user defaults
+	// to the embedded server's, "incasso", when only a password is given).
+	NATSUser     string `env:"NATS_USER"`
+	NATSPassword string `env:"NATS_PASSWORD"`
+	NATSPassFile string `env:"NATS_PASSWORD_FILE"`
+	// EmbeddedPasswordFile is the password the poller's embedded NATS
+	// generated, used when no other NATS credentials are given (a local
+	// run: poller and dunning on one machine).
+	EmbeddedPasswordFile string `env:"INCASSO_EMBEDDED_NATS_PASSWORD_FILE" envDefault:".data/nats/password"`
+	Replicas             int    `env:"INCASSO_REPLICAS" envDefault:"1"`
 
 	FICBaseURL     string `env:"FIC_BASE_URL" envDefault:"https://api-v2.fattureincloud.it"`
 	FICAccessToken string `env:"FIC_ACCESS_TOKEN"`
@@ -102,7 +112,7 @@ func ParseConfig(environ []string) (Config, error) {
 	if err := envparse.Parse(environ, &c); err != nil {
 		return c, err
 	}
-	return c, errors.Join(envparse.SecretFile(&c.FICAccessToken, c.FICAccessFile, "FIC_ACCESS_TOKEN_FILE"),
+	return c, errors.Join(envparse.SecretFile(&c.NATSPassword, c.NATSPassFile, "NATS_PASSWORD_FILE"), envparse.SecretFile(&c.FICAccessToken, c.FICAccessFile, "FIC_ACCESS_TOKEN_FILE"),
 		envparse.SecretFile(&c.FICClientSecret, c.FICSecretFile, "FIC_CLIENT_SECRET_FILE"),
 		envparse.SecretFile(&c.SecretKey, c.SecretKeyFile, "INCASSO_SECRET_KEY_FILE"),
 		envparse.SecretFile(&c.SMTPPassword, c.SMTPPassFile, "SMTP_PASSWORD_FILE"),
@@ -192,4 +202,13 @@ func (c *Config) outbound(u *url.URL) safehttp.Policy {
 		p.Ports = append(p.Ports, n)
 	}
 	return p
+}
+
+// natsOpen is how this configuration reaches NATS (name: the connection's).
+func (c Config) natsOpen(name string) natsrv.OpenConfig {
+	user := c.NATSUser
+	if user == "" && c.NATSPassword != "" {
+		user = natsrv.EmbeddedUser
+	}
+	return natsrv.OpenConfig{URL: c.NATSURL, Creds: c.NATSCreds, User: user, Password: c.NATSPassword, PasswordFile: c.EmbeddedPasswordFile, Name: name}
 }

@@ -31,7 +31,7 @@ func operatorsCmd(ctx context.Context, cfg Config, args []string, stdout, stderr
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	nc, err := natsrv.Open(ctx, natsrv.OpenConfig{URL: cfg.NATSURL, Creds: cfg.NATSCreds, Name: "incasso-dunning-operators"})
+	nc, err := natsrv.Open(ctx, cfg.natsOpen("incasso-dunning-operators"))
 	if err != nil {
 		return err
 	}

@@ -20,40 +20,10 @@ import (
 // The shipped accounts: a collection platform reads its companies' events
 // and cannot read another company's, by subscription or by consumer.
 func TestPlatformUserSeesOnlyItsCompanies(t *testing.T) {
-	root, _ := filepath.Abs("../../deploy/nats/accounts.conf")
-	t.Setenv("INCASSO_NATS_PASSWORD", "svc-secret")
-	t.Setenv("GCOLLECT_NATS_PASSWORD", "platform-secret")
-	t.Setenv("SYS_NATS_PASSWORD", "sys-secret")
-	dir := t.TempDir()
-	acc, err := os.ReadFile(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "accounts.conf"), acc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(dir, "test.conf")
-	body := fmt.Sprintf("listen: 127.0.0.1:-1\njetstream { store_dir: %q }\ninclude ./accounts.conf\n", t.TempDir())
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := server.ProcessConfigFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.NoLog, opts.NoSigs = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	defer s.Shutdown()
+	s := serveConfig(t, "../../deploy/nats/accounts.conf", "include ./accounts.conf")
 	ctx := context.Background()
 
-	svc, err := nats.Connect(s.ClientURL(), nats.UserInfo("incasso", "svc-secret"))
+	svc, err := nats.Connect(s.ClientURL(), nats.UserInfo("poller", "poller-secret"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,5 +118,128 @@ func TestPlatformUserSeesOnlyItsCompanies(t *testing.T) {
 	defer cancel4()
 	if _, err := pjs.Publish(short4, "incasso.events.1000001.invoice.paid", nil, jetstream.WithRetryAttempts(0)); err == nil {
 		t.Error("platform published an event")
+	}
+}
+
+// serveConfig runs a nats-server on a configuration that includes the
+// shipped file (copied beside it), with the passwords in the environment.
+func serveConfig(t *testing.T, shipped, include string) *server.Server {
+	t.Helper()
+	for k, v := range map[string]string{"POLLER_NATS_PASSWORD": "poller-secret", "DUNNING_NATS_PASSWORD": "dunning-secret",
+		"GCOLLECT_NATS_PASSWORD": "platform-secret", "SYS_NATS_PASSWORD": "sys-secret"} {
+		t.Setenv(k, v)
+	}
+	dir := t.TempDir()
+	b, err := os.ReadFile(shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, filepath.Base(shipped)), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "test.conf")
+	body := fmt.Sprintf("listen: 127.0.0.1:-1\njetstream { store_dir: %q }\n%s\n", t.TempDir(), include)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// The shipped service users (compose; the same users in accounts.conf for
+// Kubernetes): nobody gets in without a password, and neither service can
+// forge the other's events or write its state (issue #15, point 2: anyone
+// reaching the port could publish a forged invoice.deleted).
+func TestServiceUsersCannotForgeEachOthersEvents(t *testing.T) {
+	for _, shipped := range []struct{ file, include string }{
+		{"../../deploy/compose/services.conf", "include ./services.conf"},
+		{"../../deploy/nats/accounts.conf", "include ./accounts.conf"},
+	} {
+		t.Run(filepath.Base(shipped.file), func(t *testing.T) {
+			s := serveConfig(t, shipped.file, shipped.include)
+			ctx := context.Background()
+			if nc, err := nats.Connect(s.ClientURL()); err == nil {
+				nc.Close()
+				t.Fatal("a client without a password got in")
+			}
+			connect := func(user, pw string) jetstream.JetStream {
+				nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, pw))
+				if err != nil {
+					t.Fatalf("%s: %v", user, err)
+				}
+				t.Cleanup(nc.Close)
+				js, _ := jetstream.New(nc)
+				return js
+			}
+			poller, dunning := connect("poller", "poller-secret"), connect("dunning", "dunning-secret")
+			if _, err := events.EnsureStream(ctx, poller, events.StreamConfig{}); err != nil {
+				t.Fatal(err)
+			}
+			try := func(js jetstream.JetStream, subject string) error {
+				c, cancel := context.WithTimeout(ctx, time.Second)
+				defer cancel()
+				_, err := js.Publish(c, subject, []byte("{}"), jetstream.WithRetryAttempts(0))
+				return err
+			}
+			for _, tc := range []struct {
+				who     string
+				js      jetstream.JetStream
+				subject string
+				ok      bool
+			}{
+				{"poller", poller, "incasso.events.1000001.invoice.created", true},
+				{"dunning", dunning, "incasso.events.1000001.dunning.reminder_sent", true},
+				{"dunning", dunning, "incasso.events.1000001.invoice.deleted", false},
+				{"dunning", dunning, "incasso.events.1000001.credit_note.created", false},
+				{"poller", poller, "incasso.events.1000001.dunning.closed", false},
+			} {
+				if err := try(tc.js, tc.subject); (err == nil) != tc.ok {
+					t.Errorf("%s publishing %s: %v, want allowed=%v", tc.who, tc.subject, err, tc.ok)
+				}
+			}
+			// State: each writes its own buckets, not the other's.
+			snaps, err := poller.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "incasso_snapshots"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := snaps.Put(ctx, "1.1", []byte("{}")); err != nil {
+				t.Fatalf("poller writing its snapshots: %v", err)
+			}
+			theirs, err := dunning.KeyValue(ctx, "incasso_snapshots")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			if _, err := theirs.Put(c, "1.1", []byte(`{"deleted":true}`)); err == nil {
+				t.Error("dunning wrote the poller's snapshots")
+			}
+			cases, err := dunning.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "incasso_cases"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cases.Put(ctx, "1.1", []byte("{}")); err != nil {
+				t.Fatalf("dunning writing its cases: %v", err)
+			}
+			pc, _ := poller.KeyValue(ctx, "incasso_cases")
+			c2, cancel2 := context.WithTimeout(ctx, time.Second)
+			defer cancel2()
+			if _, err := pc.Put(c2, "1.1", []byte(`{"state":"closed"}`)); err == nil {
+				t.Error("the poller wrote dunning's cases")
+			}
+		})
 	}
 }

@@ -29,7 +29,13 @@ type Config struct {
 	// only the URLs they were given: proxies, NAT).
 	NoAdvertise bool
 	Logging     bool
+	// Users may connect (none: anyone may; the embedded default of the
+	// binaries always has one, see Open).
+	Users []User
 }
+
+// User is a client of the embedded server.
+type User struct{ Name, Password string }
 
 // Start runs the server and waits until it accepts connections and
 // JetStream is ready.
@@ -56,6 +62,9 @@ func Start(c Config) (*server.Server, error) {
 		JetStreamMaxStore:  c.MaxStore,
 		NoSigs:             true,
 		NoLog:              !c.Logging,
+	}
+	for _, u := range c.Users {
+		opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password})
 	}
 	if c.ClusterName != "" {
 		opts.Cluster = server.ClusterOpts{Name: c.ClusterName, Host: c.ClusterHost, Port: c.ClusterPort, NoAdvertise: c.NoAdvertise}

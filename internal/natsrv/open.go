@@ -2,9 +2,13 @@ package natsrv
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -38,8 +42,16 @@ func (c *Conn) Close() {
 
 // OpenConfig says where NATS is.
 type OpenConfig struct {
-	URL          string // NATS_URL; empty starts the embedded server
-	Creds        string // NATS_CREDS file (external servers)
+	URL   string // NATS_URL; empty starts the embedded server
+	Creds string // NATS_CREDS file (external servers)
+	// User and Password authenticate to an external server (NATS_USER,
+	// NATS_PASSWORD); with neither, a local password file written by an
+	// embedded server (PasswordFile) is used when it exists.
+	User, Password string
+	// PasswordFile is where the embedded server keeps its generated
+	// password (default <StoreDir>/password): created on first start with
+	// mode 0600, read by the other local processes.
+	PasswordFile string
 	EmbeddedAddr string // host:port of the embedded server (default 127.0.0.1:4222)
 	StoreDir     string // embedded JetStream store
 	Name         string // client connection name
@@ -71,15 +83,34 @@ func Open(ctx context.Context, c OpenConfig) (*Conn, error) {
 		if p == 0 {
 			p = -1
 		}
-		s, err := Start(Config{Host: host, Port: p, StoreDir: c.StoreDir})
+		// Authentication on by default: a generated password, kept in a
+		// 0600 file for the other local processes (dunning, the CLI).
+		file := c.PasswordFile
+		if file == "" {
+			file = filepath.Join(c.StoreDir, "password")
+		}
+		pw, err := EnsurePassword(file)
+		if err != nil {
+			return nil, err
+		}
+		s, err := Start(Config{Host: host, Port: p, StoreDir: c.StoreDir, Users: []User{{Name: EmbeddedUser, Password: pw}}})
 		if err != nil {
 			return nil, err
 		}
 		out.Server, out.URL = s, s.ClientURL()
+		c.User, c.Password = EmbeddedUser, pw
 	}
 	opts := []nats.Option{nats.Name(c.Name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
 	if c.Creds != "" {
 		opts = append(opts, nats.UserCredentials(c.Creds))
+	}
+	if c.User == "" && c.Password == "" && c.Creds == "" && c.PasswordFile != "" {
+		if b, err := os.ReadFile(c.PasswordFile); err == nil {
+			c.User, c.Password = EmbeddedUser, strings.TrimSpace(string(b))
+		}
+	}
+	if c.User != "" || c.Password != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
 	}
 	// An external server may still be starting (compose, Kubernetes): retry
 	// for up to a minute before giving up.
@@ -148,4 +179,29 @@ func Redact(urls string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// EmbeddedUser is the user of the embedded server's generated password.
+const EmbeddedUser = "incasso"
+
+// EnsurePassword returns the password kept in file, creating the file
+// (mode 0600, its directory 0700) with a random one if it does not exist.
+func EnsurePassword(file string) (string, error) {
+	if b, err := os.ReadFile(file); err == nil {
+		if pw := strings.TrimSpace(string(b)); pw != "" {
+			return pw, nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return "", fmt.Errorf("natsrv: password file: %w", err)
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	pw := hex.EncodeToString(b)
+	if err := os.WriteFile(file, []byte(pw+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("natsrv: password file: %w", err)
+	}
+	return pw, nil
 }

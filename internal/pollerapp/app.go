@@ -110,8 +110,7 @@ func (m *Main) Run(ctx context.Context) error {
 		cfg.InstanceID = fmt.Sprintf("%s-%d", h, os.Getpid())
 	}
 
-	nc, err := natsrv.Open(ctx, natsrv.OpenConfig{URL: cfg.NATSURL, Creds: cfg.NATSCreds, EmbeddedAddr: cfg.NATSAddr,
-		StoreDir: cfg.DataDir + "/nats", Name: "incasso-poller " + cfg.InstanceID})
+	nc, err := natsrv.Open(ctx, cfg.natsOpen("incasso-poller "+cfg.InstanceID))
 	if err != nil {
 		return err
 	}

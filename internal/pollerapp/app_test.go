@@ -13,6 +13,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +27,7 @@ import (
 	"github.com/incasso-io/incasso/internal/ficsim"
 	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/kvstore"
+	"github.com/incasso-io/incasso/internal/natsrv"
 	"github.com/incasso-io/incasso/internal/natstest"
 )
 
@@ -139,13 +142,20 @@ func TestPollerEndToEndWithWebhooks(t *testing.T) {
 	cid := sim.CompanyIDs()[0]
 	httpAddr := freeAddr(t)
 	var logs lockedBuf
+	dataDir := t.TempDir()
 	m := startPoller(t, envMap{
 		"FIC_BASE_URL": fsrv.URL, "FIC_ACCESS_TOKEN": sim.Token(), "FIC_COMPANY_ID": fmt.Sprint(cid),
-		"INCASSO_DATA_DIR": t.TempDir(), "INCASSO_EMBEDDED_NATS_ADDR": "127.0.0.1:0", "POLLER_HTTP_ADDR": httpAddr,
+		"INCASSO_DATA_DIR": dataDir, "INCASSO_EMBEDDED_NATS_ADDR": "127.0.0.1:0", "POLLER_HTTP_ADDR": httpAddr,
 		"POLLER_PUBLIC_URL": "http://" + httpAddr, "FIC_WEBHOOK_PUBLIC_KEY": pub, "FIC_WEBHOOK_APP_ID": "ficsim-app",
 		"POLLER_MIN_INTERVAL": "1h", "POLLER_LEASE_TTL": "3s",
 	}, &logs)
-	_, js := natstest.Connect(t, m.NATSURL)
+	// The embedded server wants the password it wrote into the data
+	// directory.
+	pw, err := os.ReadFile(filepath.Join(dataDir, "nats", "password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js := natstest.Connect(t, strings.Replace(m.NATSURL, "nats://", "nats://"+natsrv.EmbeddedUser+":"+strings.TrimSpace(string(pw))+"@", 1))
 	docs, _ := sim.Documents(cid)
 	waitFor(t, "initial sync", 20*time.Second, func() bool {
 		ev := streamEvents(t, js)

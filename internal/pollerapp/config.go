@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/incasso-io/incasso/internal/envparse"
+	"github.com/incasso-io/incasso/internal/natsrv"
 
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/kvstore"
@@ -36,9 +37,14 @@ type Config struct {
 
 	NATSURL   string `env:"NATS_URL"`
 	NATSCreds string `env:"NATS_CREDS"`
-	DataDir   string `env:"INCASSO_DATA_DIR" envDefault:".data"`
-	NATSAddr  string `env:"INCASSO_EMBEDDED_NATS_ADDR" envDefault:"127.0.0.1:4222"`
-	Replicas  int    `env:"INCASSO_REPLICAS" envDefault:"1"`
+	// NATS_USER and NATS_PASSWORD authenticate to NATS (the user defaults
+	// to the embedded server's, "incasso", when only a password is given).
+	NATSUser     string `env:"NATS_USER"`
+	NATSPassword string `env:"NATS_PASSWORD"`
+	NATSPassFile string `env:"NATS_PASSWORD_FILE"`
+	DataDir      string `env:"INCASSO_DATA_DIR" envDefault:".data"`
+	NATSAddr     string `env:"INCASSO_EMBEDDED_NATS_ADDR" envDefault:"127.0.0.1:4222"`
+	Replicas     int    `env:"INCASSO_REPLICAS" envDefault:"1"`
 
 	SecretKey     string `env:"INCASSO_SECRET_KEY"`
 	SecretKeyFile string `env:"INCASSO_SECRET_KEY_FILE"`
@@ -93,6 +99,7 @@ func ParseConfig(environ []string) (Config, error) {
 		return c, err
 	}
 	return c, errors.Join(
+		envparse.SecretFile(&c.NATSPassword, c.NATSPassFile, "NATS_PASSWORD_FILE"),
 		envparse.SecretFile(&c.FICAccessToken, c.FICAccessFile, "FIC_ACCESS_TOKEN_FILE"),
 		envparse.SecretFile(&c.FICClientSecret, c.FICSecretFile, "FIC_CLIENT_SECRET_FILE"),
 		envparse.SecretFile(&c.SecretKey, c.SecretKeyFile, "INCASSO_SECRET_KEY_FILE"),
@@ -176,4 +183,19 @@ func (c *Config) Validate(forConnect bool) error {
 		bad("INCASSO_DATA_DIR: required for the embedded NATS server when NATS_URL is unset")
 	}
 	return errors.Join(errs...)
+}
+
+// natsOpen is how this configuration reaches NATS (name: the connection's).
+func (c Config) natsOpen(name string) natsrv.OpenConfig {
+	return natsrv.OpenConfig{URL: c.NATSURL, Creds: c.NATSCreds, User: natsUser(c.NATSUser, c.NATSPassword), Password: c.NATSPassword,
+		EmbeddedAddr: c.NATSAddr, StoreDir: c.DataDir + "/nats", PasswordFile: c.DataDir + "/nats/password", Name: name}
+}
+
+// natsUser is the user to send: the given one, or the embedded server's
+// when only a password is given.
+func natsUser(user, password string) string {
+	if user == "" && password != "" {
+		return natsrv.EmbeddedUser
+	}
+	return user
 }

@@ -30,7 +30,7 @@ func connect(ctx context.Context, cfg Config, name string, log *slog.Logger, out
 	if err != nil {
 		return fmt.Errorf("FIC_REDIRECT_URL: %w", err)
 	}
-	nc, err := natsrv.Open(ctx, natsrv.OpenConfig{URL: cfg.NATSURL, Creds: cfg.NATSCreds, EmbeddedAddr: cfg.NATSAddr, StoreDir: cfg.DataDir + "/nats", Name: "incasso-poller-connect"})
+	nc, err := natsrv.Open(ctx, cfg.natsOpen("incasso-poller-connect"))
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ import (
 // company checks each held document against FIC once more and announces
 // the deletions that are still true.
 func deletions(ctx context.Context, cfg Config, action string, company int64, out io.Writer) error {
-	nc, err := natsrv.Open(ctx, natsrv.OpenConfig{URL: cfg.NATSURL, Creds: cfg.NATSCreds, EmbeddedAddr: cfg.NATSAddr, StoreDir: cfg.DataDir + "/nats", Name: "incasso-deletions"})
+	nc, err := natsrv.Open(ctx, cfg.natsOpen("incasso-deletions"))
 	if err != nil {
 		return err
 	}

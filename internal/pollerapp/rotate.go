@@ -33,7 +33,7 @@ func rotateKey(ctx context.Context, cfg Config, environ []string, out io.Writer)
 	if err != nil {
 		return fmt.Errorf("INCASSO_SECRET_KEY: %w", err)
 	}
-	nc, err := natsrv.Open(ctx, natsrv.OpenConfig{URL: cfg.NATSURL, Creds: cfg.NATSCreds, EmbeddedAddr: cfg.NATSAddr, StoreDir: cfg.DataDir + "/nats", Name: "incasso-rotate-key"})
+	nc, err := natsrv.Open(ctx, cfg.natsOpen("incasso-rotate-key"))
 	if err != nil {
 		return err
 	}

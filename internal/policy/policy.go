@@ -304,26 +304,22 @@ func validate(p *Policy, prefix, name string, pos map[string]int) []error {
 	if len(p.Stages) == 0 {
 		bad("stages", "at least one stage is required")
 	}
-	switch p.CatchUp {
-	case "":
-		p.CatchUp = CatchUpApprove
-	case CatchUpApprove, CatchUpStart:
-	default:
-		bad("catch_up", "%q: want approve or start", p.CatchUp)
-	}
-	switch p.Mode {
-	case "":
-		p.Mode = ModeLive
-	case ModeLive, ModeShadow:
-	default:
-		bad("mode", "%q: want live or shadow", p.Mode)
-	}
-	switch p.Reversed {
-	case "":
-		p.Reversed = ReversedOwed
-	case ReversedOwed, ReversedHold:
-	default:
-		bad("reversed", "%q: want owed or hold", p.Reversed)
+	// Settings with a few values: empty takes the first.
+	for _, e := range []struct {
+		field string
+		v     *string
+		want  []string
+	}{
+		{"catch_up", &p.CatchUp, []string{CatchUpApprove, CatchUpStart}},
+		{"mode", &p.Mode, []string{ModeLive, ModeShadow}},
+		{"reversed", &p.Reversed, []string{ReversedOwed, ReversedHold}},
+	} {
+		switch {
+		case *e.v == "":
+			*e.v = e.want[0]
+		case !slices.Contains(e.want, *e.v):
+			bad(e.field, "%q: want %s", *e.v, strings.Join(e.want, " or "))
+		}
 	}
 	if p.HoldEIStatus == nil {
 		p.HoldEIStatus = []string{"discarded", "rejected", "manual_rejected"}

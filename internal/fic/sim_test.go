@@ -471,6 +471,43 @@ func TestWebhookDeliveryAndVerification(t *testing.T) {
 	}
 }
 
+// FIC's subscription verification GET carries a token without the
+// message's jti (FIC defines jti as the CloudEvents id, which a
+// verification has not got): it is checked for signature, issuer, time and
+// audience, not for a jti (issue #16: every verification failed, so no
+// subscription ever became verified).
+func TestVerificationHandshakeToken(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	const sink = "https://incasso.example.com/webhooks/fic"
+	mk := func(k *ecdsa.PrivateKey, claims jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + s
+	}
+	base := func() jwt.MapClaims {
+		return jwt.MapClaims{"iss": "https://api-v2.fattureincloud.it", "aud": []string{sink + "/"}, "iat": now.Unix()}
+	}
+	v := &fic.Verifier{Key: &key.PublicKey, Audience: sink, Now: func() time.Time { return now }}
+	if _, err := v.VerifyHandshake(context.Background(), mk(key, base())); err != nil {
+		t.Fatalf("a verification token without jti or exp: %v", err)
+	}
+	if _, err := v.Verify(context.Background(), mk(key, base())); err == nil {
+		t.Fatal("a message token without jti accepted")
+	}
+	forged := base()
+	forged["iss"] = "https://evil.example"
+	for name, h := range map[string]string{"another key": mk(other, base()), "another issuer": mk(key, forged),
+		"another audience": mk(key, jwt.MapClaims{"iss": "https://api-v2.fattureincloud.it", "aud": []string{"https://evil.example"}, "iat": now.Unix()})} {
+		if _, err := v.VerifyHandshake(context.Background(), h); !errors.Is(err, fic.ErrWebhookAuth) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
 func TestWebhookJWTVerification(t *testing.T) {
 	simKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -508,6 +545,12 @@ func TestWebhookJWTVerification(t *testing.T) {
 		}(), now, fic.ErrWebhookAuth},
 		{"alg none", "Bearer eyJhbGciOiJub25lIn0.eyJqdGkiOiJ4In0.", now, fic.ErrWebhookAuth},
 		{"no bearer", "", now, fic.ErrWebhookAuth},
+		// Clock skew (issue #16: an iat 2 s ahead was a 401, which FIC does
+		// not retry): tolerated within the default 60 s, not beyond.
+		{"issued 2 s ahead of our clock", mk(simKey, jwt.SigningMethodES256, func(c jwt.MapClaims) { c["iat"] = now.Add(2 * time.Second).Unix() }), now, nil},
+		{"issued 5 min ahead", mk(simKey, jwt.SigningMethodES256, func(c jwt.MapClaims) { c["iat"] = now.Add(5 * time.Minute).Unix() }), now, fic.ErrWebhookAuth},
+		{"expired 30 s ago", mk(simKey, jwt.SigningMethodES256, nil), now.Add(3*time.Hour + 30*time.Second), nil},
+		{"sink with a trailing slash", mk(simKey, jwt.SigningMethodES256, func(c jwt.MapClaims) { c["aud"] = []string{sinkURL + "/"} }), now, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -139,16 +139,35 @@ func (m *MemoryReplayCache) Remember(_ context.Context, jti string, exp time.Tim
 type Verifier struct {
 	Key      *ecdsa.PublicKey
 	Issuer   string // default DefaultBaseURL
-	Audience string // the sink URL FIC was given; empty skips the check
+	Audience string // the sink URL FIC was given, compared without a trailing slash; empty skips the check
 	AppID    string // optional: the expected aid claim
-	Leeway   time.Duration
-	Replay   ReplayCache
-	Now      func() time.Time
+	// Leeway tolerates clock skew between FIC and us on exp, iat and nbf
+	// (0: DefaultLeeway; negative: none). A token refused for a skew is
+	// a 401, which FIC does not retry: the notification would be lost.
+	Leeway time.Duration
+	Replay ReplayCache
+	Now    func() time.Time
+}
+
+// DefaultLeeway is the clock skew tolerated by default.
+const DefaultLeeway = 60 * time.Second
+
+// VerifyHandshake checks the token of FIC's subscription verification GET.
+// What that token carries is not documented: FIC defines jti as the
+// message's CloudEvents id, which a verification has not got. So it is
+// checked for its signature, issuer, time claims and audience, without
+// requiring a jti and without the replay cache.
+func (v *Verifier) VerifyHandshake(ctx context.Context, authorization string) (*Claims, error) {
+	return v.verify(ctx, authorization, false)
 }
 
 // Verify checks an Authorization header value ("Bearer <jwt>") and returns
 // the claims. Errors wrap ErrWebhookAuth or ErrWebhookReplayed.
 func (v *Verifier) Verify(ctx context.Context, authorization string) (*Claims, error) {
+	return v.verify(ctx, authorization, true)
+}
+
+func (v *Verifier) verify(ctx context.Context, authorization string, message bool) (*Claims, error) {
 	if v.Key == nil {
 		return nil, fmt.Errorf("%w: no verification key configured", ErrWebhookAuth)
 	}
@@ -164,21 +183,33 @@ func (v *Verifier) Verify(ctx context.Context, authorization string) (*Claims, e
 	if v.Now != nil {
 		now = v.Now
 	}
+	leeway := v.Leeway
+	switch {
+	case leeway == 0:
+		leeway = DefaultLeeway
+	case leeway < 0:
+		leeway = 0
+	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"ES256"}),
 		jwt.WithIssuer(iss),
-		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
-		jwt.WithLeeway(v.Leeway),
+		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(now),
 	}
-	if v.Audience != "" {
-		opts = append(opts, jwt.WithAudience(v.Audience))
+	if message {
+		opts = append(opts, jwt.WithExpirationRequired())
 	}
 	var c Claims
 	_, err := jwt.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return v.Key, nil }, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrWebhookAuth, err)
+	}
+	if v.Audience != "" && !audienceHas(c.Audience, v.Audience) {
+		return nil, fmt.Errorf("%w: aud %v does not name this sink (%s)", ErrWebhookAuth, []string(c.Audience), v.Audience)
+	}
+	if !message {
+		return &c, nil
 	}
 	if c.ID == "" {
 		return nil, fmt.Errorf("%w: jti missing", ErrWebhookAuth)
@@ -187,7 +218,9 @@ func (v *Verifier) Verify(ctx context.Context, authorization string) (*Claims, e
 		return nil, fmt.Errorf("%w: aid does not match this app", ErrWebhookAuth)
 	}
 	if v.Replay != nil {
-		if err := v.Replay.Remember(ctx, c.ID, c.ExpiresAt.Time); err != nil {
+		// Remembered until the token stops being accepted: its expiry
+		// plus the leeway.
+		if err := v.Replay.Remember(ctx, c.ID, c.ExpiresAt.Time.Add(leeway)); err != nil {
 			return nil, err
 		}
 	}
@@ -261,4 +294,16 @@ func ParseNotification(r *http.Request) (Notification, error) {
 	slices.Sort(n.IDs)
 	n.IDs = slices.Compact(n.IDs)
 	return n, nil
+}
+
+// audienceHas reports whether aud names the sink, ignoring a trailing
+// slash on either side.
+func audienceHas(aud jwt.ClaimStrings, sink string) bool {
+	want := strings.TrimRight(sink, "/")
+	for _, a := range aud {
+		if strings.TrimRight(a, "/") == want {
+			return true
+		}
+	}
+	return false
 }

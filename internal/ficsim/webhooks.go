@@ -115,8 +115,14 @@ func (wh *webhooks) nextEventID() string {
 func (wh *webhooks) sign(jti, subject, sink string, _ time.Time) string {
 	now := time.Now()
 	claims := jwt.MapClaims{
-		"jti": jti, "iss": wh.s.cfg.Issuer, "sub": subject, "aud": []string{sink},
+		"iss": wh.s.cfg.Issuer, "sub": subject, "aud": []string{sink},
 		"iat": now.Unix(), "exp": now.Add(3 * time.Hour).Unix(), "aid": wh.s.cfg.AppID,
+	}
+	if jti != "" {
+		// FIC defines jti as the message's CloudEvents id: a verification
+		// request has none, so its token carries none (what FIC really
+		// puts there is not documented; the receiver must cope).
+		claims["jti"] = jti
 	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(wh.s.cfg.WebhookKey)
 	if err != nil {
@@ -322,7 +328,7 @@ func (wh *webhooks) verify(cid int64, sid string) {
 	if method != "query" {
 		req.Header.Set("x-fic-verification-challenge", challenge)
 	}
-	req.Header.Set("Authorization", "Bearer "+wh.sign(wh.nextEventID(), fmt.Sprintf("company:%d", cid), sink, now))
+	req.Header.Set("Authorization", "Bearer "+wh.sign("", fmt.Sprintf("company:%d", cid), sink, now))
 	req.Header.Set("User-Agent", "FattureInCloud/API-WEBHOOK")
 	resp, err := wh.client.Do(req)
 	ok = false

@@ -149,8 +149,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "missing verification challenge", http.StatusBadRequest)
 			return
 		}
-		if _, err := h.Verifier.Verify(r.Context(), r.Header.Get("Authorization")); err != nil {
-			h.Log.Warn("webhook verification refused", "error", err)
+		if _, err := h.Verifier.VerifyHandshake(r.Context(), r.Header.Get("Authorization")); err != nil {
+			h.Log.Warn("webhook subscription verification refused: FIC will not send to this sink until it is verified", "error", err)
 			h.observe("refused", 0)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return

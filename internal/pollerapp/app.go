@@ -307,7 +307,7 @@ func (m *Main) Run(ctx context.Context) error {
 		log.Warn("POLLER_PUBLIC_URL is unset: webhooks are accepted without an audience check and no subscription is created; scans reconcile alone")
 	}
 	hook := &inbox.Handler{JS: js, Log: log, Observe: met.observeWebhook,
-		Verifier: &fic.Verifier{Key: key, Audience: sink, AppID: cfg.FICWebhookAppID}}
+		Verifier: &fic.Verifier{Key: key, Audience: sink, AppID: cfg.FICWebhookAppID, Leeway: max(cfg.WebhookLeeway, time.Nanosecond)}}
 
 	mux := http.NewServeMux()
 	mux.Handle("/webhooks/fic", hook)

@@ -31,7 +31,10 @@ type Config struct {
 
 	FICWebhookKey   string `env:"FIC_WEBHOOK_PUBLIC_KEY"`
 	FICWebhookAppID string `env:"FIC_WEBHOOK_APP_ID"`
-	PublicURL       string `env:"POLLER_PUBLIC_URL"`
+	// WebhookLeeway is the clock skew tolerated on webhook JWTs (a token
+	// refused for skew is a 401 FIC does not retry).
+	WebhookLeeway time.Duration `env:"POLLER_WEBHOOK_LEEWAY" envDefault:"60s"`
+	PublicURL     string        `env:"POLLER_PUBLIC_URL"`
 
 	FICLimits fic.Limits // FIC_HOURLY_LIMIT, FIC_MONTHLY_LIMIT, FIC_SHORT_TERM_*, FIC_BURST, FIC_CLIENT_LIMITS_DISABLED
 

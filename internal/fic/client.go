@@ -239,7 +239,7 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 			b.setHint(0)
 			return retry.RetryableError(apiErr)
 		case resp.StatusCode == http.StatusForbidden:
-			if apiErr.RetryAfter > 0 || resp.Header.Get("Retry-After") != "" {
+			if quotaExhausted(resp.Header, apiErr) {
 				reset := c.cfg.Now().Add(apiErr.RetryAfter)
 				c.cfg.Quotas.pause(r.company, reset)
 				apiErr.kind = ErrQuotaExhausted
@@ -571,4 +571,36 @@ func (c *Client) ListBinIssuedDocuments(ctx context.Context, companyID int64) ([
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// quotaExhausted tells a quota 403 from a permission or licence one. The
+// spec attaches Retry-After to every error response, so Retry-After alone
+// proves nothing: the remaining-quota headers decide when FIC sends them
+// (one at 0: quota; all above 0: not), then the error's words, and only
+// with no other evidence does a Retry-After mean a quota.
+func quotaExhausted(h http.Header, e *APIError) bool {
+	seen, zero := false, false
+	for _, name := range []string{"RateLimit-HourlyRemaining", "RateLimit-MonthlyRemaining"} {
+		if v := h.Get(name); v != "" {
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				seen = true
+				zero = zero || n <= 0
+			}
+		}
+	}
+	if seen {
+		return zero
+	}
+	msg := strings.ToLower(e.Code + " " + e.Message)
+	for _, w := range []string{"quota", "limit", "too many", "superato", "troppe richieste"} {
+		if strings.Contains(msg, w) {
+			return true
+		}
+	}
+	for _, w := range []string{"permission", "permess", "scope", "licen", "access", "accesso", "expired", "scadut"} {
+		if strings.Contains(msg, w) {
+			return false
+		}
+	}
+	return e.RetryAfter > 0 || h.Get("Retry-After") != ""
 }

@@ -266,3 +266,45 @@ func TestMalformedResponses(t *testing.T) {
 		t.Errorf("final error: %v", final)
 	}
 }
+
+// A 403 is a quota exhaustion only with evidence of one: the spec attaches
+// Retry-After to every error response, so a permission or licence 403 with
+// a Retry-After is an ErrForbidden for ops, not a quota pause that would
+// loop forever (issue #16).
+func TestForbiddenIsNotTakenForAQuota(t *testing.T) {
+	forbidden := func(remaining, code, msg string) func(w http.ResponseWriter) {
+		return func(w http.ResponseWriter) {
+			w.Header().Set("Retry-After", "60")
+			if remaining != "" {
+				w.Header().Set("RateLimit-HourlyRemaining", remaining)
+				w.Header().Set("RateLimit-HourlyLimit", "1000")
+			}
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprintf(w, `{"error":{"code":%q,"message":%q}}`, code, msg)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		step  func(w http.ResponseWriter)
+		quota bool
+	}{
+		{"permission, quota left", forbidden("900", "NO_PERMISSION", "You do not have access to this company."), false},
+		{"licence expired, no quota headers", forbidden("", "", "La licenza è scaduta"), false},
+		{"scope missing, no quota headers", forbidden("", "NO_PERMISSION", "The access token does not have the required scope: issued_documents.invoices:r"), false},
+		{"hourly quota at 0", forbidden("0", "", "Hai superato il limite di richieste API consentite."), true},
+		{"quota words, no headers", forbidden("", "", "Hai superato il limite di richieste API consentite."), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, _ := scripted(t, tc.step)
+			c := newClient(t, srv.URL, fic.StaticToken(secretToken), nil)
+			_, err := c.GetIssuedDocument(context.Background(), 7, 1)
+			var qe *fic.QuotaError
+			if got := errors.As(err, &qe); got != tc.quota {
+				t.Fatalf("quota = %v (%v), want %v", got, err, tc.quota)
+			}
+			if !tc.quota && !errors.Is(err, fic.ErrForbidden) {
+				t.Fatalf("%v, want ErrForbidden", err)
+			}
+		})
+	}
+}

@@ -377,7 +377,7 @@ func newSink(t *testing.T, key *ecdsa.PublicKey) *sink {
 	s := &sink{}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ch, ok := fic.Challenge(r); ok {
-			if _, err := s.verifier.Verify(r.Context(), r.Header.Get("Authorization")); err != nil {
+			if _, err := s.verifier.VerifyHandshake(r.Context(), r.Header.Get("Authorization")); err != nil {
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
 				return
 			}

@@ -80,7 +80,7 @@ func (s *Server) apiMiddleware(endpoint string, scope scopeFunc, h http.HandlerF
 			_, exists := s.comps[id]
 			s.mu.Unlock()
 			if !ok || !exists || !auth.canAccess(id) {
-				writeError(w, http.StatusForbidden, "NO_PERMISSION", "You do not have access to this company.")
+				forbidden(w, "You do not have access to this company.")
 				return
 			}
 			cid = id
@@ -94,7 +94,7 @@ func (s *Server) apiMiddleware(endpoint string, scope scopeFunc, h http.HandlerF
 				}
 			}
 			if !okScope {
-				writeError(w, http.StatusForbidden, "NO_PERMISSION", "The access token does not have the required scope: "+strings.Join(need, " or "))
+				forbidden(w, "The access token does not have the required scope: "+strings.Join(need, " or "))
 				return
 			}
 		}
@@ -264,4 +264,12 @@ func withData(rest map[string]any, items []json.RawMessage, array bool) [][]byte
 	}
 	head := encodeJSON(rest) // {"k":v,...}
 	return append(parts, []byte(","), head[1:])
+}
+
+// forbidden answers a permission 403 as the spec declares every error
+// response: with a Retry-After (so that a client cannot take Retry-After
+// alone for a quota).
+func forbidden(w http.ResponseWriter, msg string) {
+	w.Header().Set("Retry-After", "60")
+	writeError(w, http.StatusForbidden, "NO_PERMISSION", msg)
 }

@@ -131,9 +131,27 @@ type hintBackoff struct {
 	hint    time.Duration
 	hasHint bool
 	cap     time.Duration
+	// A 429's Retry-After is waited in full, up to the short-term window,
+	// without using up a retry: the request is not failing, it is early.
+	rate      time.Duration
+	hasRate   bool
+	rateWaits int
 }
 
+// RateLimitWindow is FIC's short-term window (its documented 5 minutes):
+// the longest a 429's Retry-After is waited.
+const RateLimitWindow = 5 * time.Minute
+
+// maxRateWaits bounds the 429 waits of one request.
+const maxRateWaits = 12
+
 func (b *hintBackoff) Next() (time.Duration, bool) {
+	if b.hasRate && b.rateWaits < maxRateWaits {
+		b.hasRate = false
+		b.rateWaits++
+		return b.rate, false
+	}
+	b.hasRate = false
 	d, stop := b.next.Next()
 	if stop {
 		return 0, true
@@ -145,6 +163,8 @@ func (b *hintBackoff) Next() (time.Duration, bool) {
 }
 
 func (b *hintBackoff) setHint(d time.Duration) { b.hint, b.hasHint = d, true }
+
+func (b *hintBackoff) setRate(d time.Duration) { b.rate, b.hasRate = min(d, RateLimitWindow), true }
 
 // do performs r and decodes a 2xx JSON body into out (if non-nil).
 func (c *Client) do(ctx context.Context, r request, out any) error {
@@ -250,7 +270,7 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 		case resp.StatusCode == http.StatusTooManyRequests:
 			apiErr.kind = ErrRateLimited
 			if apiErr.RetryAfter > 0 {
-				b.setHint(apiErr.RetryAfter)
+				b.setRate(apiErr.RetryAfter)
 			}
 			return retry.RetryableError(apiErr)
 		case resp.StatusCode >= 500:

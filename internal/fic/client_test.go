@@ -308,3 +308,24 @@ func TestForbiddenIsNotTakenForAQuota(t *testing.T) {
 		})
 	}
 }
+
+// A 429's Retry-After is waited as FIC asks and does not use up the
+// retries meant for failures (issue #16: four 429s in the 5-minute window
+// exhausted them).
+func TestRateLimitWaitsDoNotBurnRetries(t *testing.T) {
+	tooMany := status(http.StatusTooManyRequests, "1", `{"error":{"message":"Too Many Attempts."}}`)
+	srv, n := scripted(t, tooMany, tooMany, tooMany, tooMany, tooMany, tooMany)
+	c := newClient(t, srv.URL, fic.StaticToken(secretToken), nil) // MaxRetries 4 (default)
+	start := time.Now()
+	// After the six 429s the scripted server answers 200 with an empty
+	// body: whatever that gives, it must not be a rate-limit failure.
+	if _, err := c.GetIssuedDocument(context.Background(), 7, 1); errors.Is(err, fic.ErrRateLimited) {
+		t.Fatalf("gave up on 429s: %v", err)
+	}
+	if got := n.Load(); got != 7 {
+		t.Fatalf("%d requests, want 6 answered 429 then one more", got)
+	}
+	if took := time.Since(start); took < 5*time.Second {
+		t.Fatalf("Retry-After not honoured: six waits of 1 s took %v", took)
+	}
+}

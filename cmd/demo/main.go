@@ -194,7 +194,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	pollerLn := *pollAddr
 	penv := []string{"NATS_URL=" + ns.ClientURL(), "NATS_PASSWORD=" + natsPassword, "FIC_BASE_URL=" + simURL, "FIC_CLIENT_ID=ficsim-client", "FIC_CLIENT_SECRET=ficsim-secret",
-		"INCASSO_SECRET_KEY=" + secretKey, "POLLER_HTTP_ADDR=" + pollerLn, "POLLER_PUBLIC_URL=http://" + pollerLn,
+		"INCASSO_SECRET_KEY=" + secretKey, "POLLER_HTTP_ADDR=" + pollerLn, "POLLER_PUBLIC_URL=http://" + pollerLn, "POLLER_ALLOW_HTTP_SINK=true",
 		"POLLER_MIN_INTERVAL=2m", "POLLER_LEASE_TTL=10s", "LOG_FORMAT=text"}
 	if pem, err := sim.WebhookPublicKeyPEM(); err == nil {
 		penv = append(penv, "FIC_WEBHOOK_PUBLIC_KEY="+pem, "FIC_WEBHOOK_APP_ID=ficsim-app")

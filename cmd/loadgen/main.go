@@ -232,7 +232,7 @@ func run() error {
 		"POLLER_MIN_INTERVAL="+interval.String(), "FIC_CLIENT_LIMITS_DISABLED=true", "LOG_LEVEL=warn", "FIC_WEBHOOK_PUBLIC_KEY="+pem,
 		"POLLER_SCAN_OPEN_ONLY="+strconv.FormatBool(*openOnly), "POLLER_PPROF=true")
 	if *webhooks {
-		env = append(env, "POLLER_PUBLIC_URL=http://"+httpAddr)
+		env = append(env, "POLLER_PUBLIC_URL=http://"+httpAddr, "POLLER_ALLOW_HTTP_SINK=true")
 	}
 	cmd := exec.Command(*bin)
 	cmd.Env = env

@@ -31,6 +31,7 @@ import (
 	"github.com/incasso-io/incasso/internal/settle"
 	"github.com/incasso-io/incasso/internal/tenant"
 	"github.com/incasso-io/incasso/internal/timers"
+	"github.com/incasso-io/incasso/internal/webhooksub"
 )
 
 // Main is the poller process: wired from Config, run until ctx ends.
@@ -50,6 +51,8 @@ type Main struct {
 	DebugAddr string // the pprof listener, when POLLER_PPROF is on
 	NATSURL   string
 	ready     atomic.Bool
+	// subStates is each company's webhook subscription state (webhooksub).
+	subStates sync.Map
 	// storeErr is what JetStream refused at the last publish (nil: the
 	// last one was stored).
 	storeErr atomic.Pointer[error]
@@ -319,6 +322,12 @@ func (m *Main) Run(ctx context.Context) error {
 			return
 		}
 		fmt.Fprintln(w, "ready")
+		// Webhooks are an optimisation (scans reconcile without them): their
+		// health is detail, not readiness.
+		m.subStates.Range(func(k, v any) bool {
+			fmt.Fprintf(w, "webhook subscription of company %d: %s\n", k, v)
+			return true
+		})
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -412,7 +421,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	if sink != "" {
-		go m.subscribe(ctx, companies, cs, sink)
+		go m.subscribe(ctx, companies, cs, sink, met)
 	}
 	var dln net.Listener
 	if cfg.Pprof {
@@ -459,37 +468,58 @@ func (m *Main) Run(ctx context.Context) error {
 }
 
 // subscribe makes sure every company has a webhook subscription to sink.
-func (m *Main) subscribe(ctx context.Context, companies func(context.Context) ([]poller.Company, error), cs *companySources, sink string) {
-	list, err := companies(ctx)
-	if err != nil {
-		m.Log.Error("cannot list companies to subscribe", "error", err)
-		return
+// subscribe reconciles every company's webhook subscription at start and
+// then every POLLER_SUBSCRIPTION_CHECK (see webhooksub), and reports each
+// state in metrics and /readyz's detail.
+func (m *Main) subscribe(ctx context.Context, companies func(context.Context) ([]poller.Company, error), cs *companySources, sink string, met *metrics) {
+	rec := &webhooksub.Reconciler{}
+	every := m.Config.SubscriptionCheck
+	if every <= 0 {
+		every = 10 * time.Minute
 	}
-	for _, c := range list {
-		_, client, err := cs.source(c.ID)
+	last := map[int64]webhooksub.State{}
+	for {
+		settled := true
+		list, err := companies(ctx)
 		if err != nil {
-			continue
+			m.Log.Error("cannot list companies to subscribe", "error", err)
 		}
-		subs, err := client.ListSubscriptions(ctx, c.ID)
-		if err != nil {
-			m.Log.Error("cannot list webhook subscriptions", "company_id", c.ID, "error", err)
-			continue
-		}
-		have := false
-		for _, s := range subs {
-			if s.Sink == sink {
-				have = true
+		for _, c := range list {
+			_, client, err := cs.source(c.ID)
+			if err != nil {
+				continue
 			}
+			res := rec.Reconcile(ctx, client, c.ID, sink)
+			if ctx.Err() != nil {
+				return
+			}
+			id := strconv.FormatInt(c.ID, 10)
+			for _, st := range []webhooksub.State{webhooksub.Verified, webhooksub.Unverified, webhooksub.GaveUp, webhooksub.Failed} {
+				v := 0.0
+				if st == res.State {
+					v = 1
+				}
+				met.subs.WithLabelValues(id, string(st)).Set(v)
+			}
+			switch {
+			case res.Err != nil:
+				m.Log.Error("webhook subscription needs attention", "company_id", c.ID, "state", res.State, "subscription", res.ID, "error", res.Err)
+			case res.Action != "" || last[c.ID] != res.State:
+				m.Log.Info("webhook subscription", "company_id", c.ID, "state", res.State, "action", res.Action, "subscription", res.ID)
+			}
+			last[c.ID] = res.State
+			m.subStates.Store(c.ID, res.State)
+			settled = settled && (res.State == webhooksub.Verified || res.State == webhooksub.GaveUp)
 		}
-		if have {
-			continue
+		wait := every
+		if !settled {
+			wait = min(every, time.Minute) // look again soon after a change or a verification request
 		}
-		sub, warns, err := client.CreateSubscription(ctx, c.ID, fic.Subscription{Sink: sink, Types: fic.ReceivablesEventTypes})
-		if err != nil {
-			m.Log.Error("cannot create webhook subscription", "company_id", c.ID, "error", err)
-			continue
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
 		}
-		m.Log.Info("webhook subscription created", "company_id", c.ID, "subscription", sub.ID, "warnings", warns)
 	}
 }
 

@@ -146,7 +146,7 @@ func TestPollerEndToEndWithWebhooks(t *testing.T) {
 	m := startPoller(t, envMap{
 		"FIC_BASE_URL": fsrv.URL, "FIC_ACCESS_TOKEN": sim.Token(), "FIC_COMPANY_ID": fmt.Sprint(cid),
 		"INCASSO_DATA_DIR": dataDir, "INCASSO_EMBEDDED_NATS_ADDR": "127.0.0.1:0", "POLLER_HTTP_ADDR": httpAddr,
-		"POLLER_PUBLIC_URL": "http://" + httpAddr, "FIC_WEBHOOK_PUBLIC_KEY": pub, "FIC_WEBHOOK_APP_ID": "ficsim-app",
+		"POLLER_PUBLIC_URL": "http://" + httpAddr, "POLLER_ALLOW_HTTP_SINK": "true", "POLLER_SUBSCRIPTION_CHECK": "1s", "FIC_WEBHOOK_PUBLIC_KEY": pub, "FIC_WEBHOOK_APP_ID": "ficsim-app",
 		"POLLER_MIN_INTERVAL": "1h", "POLLER_LEASE_TTL": "3s",
 	}, &logs)
 	// The embedded server wants the password it wrote into the data
@@ -221,6 +221,13 @@ func TestPollerEndToEndWithWebhooks(t *testing.T) {
 		t.Errorf("forged/replayed webhooks published %d events", after-before)
 	}
 
+	// The subscription's health is in /readyz's detail and the metrics.
+	waitFor(t, "subscription health", 10*time.Second, func() bool {
+		_, body := get(t, "http://"+httpAddr+"/readyz")
+		_, metrics := get(t, "http://"+httpAddr+"/metrics")
+		return strings.Contains(body, fmt.Sprintf("webhook subscription of company %d: verified", cid)) &&
+			strings.Contains(metrics, fmt.Sprintf(`incasso_poller_webhook_subscription{company_id="%d",state="verified"} 1`, cid))
+	})
 	// Observability endpoints.
 	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "incasso_events_published_total"} {
 		resp, err := http.Get("http://" + httpAddr + path)

@@ -35,6 +35,12 @@ type Config struct {
 	// refused for skew is a 401 FIC does not retry).
 	WebhookLeeway time.Duration `env:"POLLER_WEBHOOK_LEEWAY" envDefault:"60s"`
 	PublicURL     string        `env:"POLLER_PUBLIC_URL"`
+	// AllowHTTPSink accepts an http:// POLLER_PUBLIC_URL (FIC requires
+	// https: only for the sandbox, the demo and tests).
+	AllowHTTPSink bool `env:"POLLER_ALLOW_HTTP_SINK"`
+	// SubscriptionCheck is how often each company's webhook subscription
+	// is reconciled (created, moved, verified again; see webhooksub).
+	SubscriptionCheck time.Duration `env:"POLLER_SUBSCRIPTION_CHECK" envDefault:"10m"`
 
 	FICLimits fic.Limits // FIC_HOURLY_LIMIT, FIC_MONTHLY_LIMIT, FIC_SHORT_TERM_*, FIC_BURST, FIC_CLIENT_LIMITS_DISABLED
 
@@ -149,6 +155,8 @@ func (c *Config) Validate(forConnect bool) error {
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 			bad("POLLER_PUBLIC_URL: %q is not an http(s) URL", c.PublicURL)
+		} else if u.Scheme == "http" && !c.AllowHTTPSink {
+			bad("POLLER_PUBLIC_URL: %q: FIC sends webhooks only to https sinks (POLLER_ALLOW_HTTP_SINK=true for the sandbox)", c.PublicURL)
 		}
 	}
 	if c.ScanShare <= 0 || c.ScanShare > 1 {

@@ -23,6 +23,7 @@ type metrics struct {
 	refreshes    *prometheus.CounterVec
 	alerts       *prometheus.CounterVec
 	held         *prometheus.GaugeVec
+	subs         *prometheus.GaugeVec
 }
 
 func newMetrics(owned func() float64) *metrics {
@@ -39,7 +40,8 @@ func newMetrics(owned func() float64) *metrics {
 	m.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "incasso_webhook_fetches_total", Help: "Documents fetched because of webhooks, by outcome."}, []string{"outcome"})
 	m.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "incasso_poller_alerts_total", Help: "Sanity checks that held something back for a person (deletions_held, foreign_document)."}, []string{"kind"})
 	m.held = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "incasso_poller_deletions_held", Help: "Deletions held by the guard, by company, awaiting confirmation."}, []string{"company_id"})
-	m.reg.MustRegister(m.ficRequests, m.quota, m.events, m.scanDuration, m.scanDocs, m.webhooks, m.webhookLag, m.owned, m.timersFired, m.refreshes, m.alerts, m.held,
+	m.subs = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "incasso_poller_webhook_subscription", Help: "1 for the state of each company's FIC webhook subscription at its last reconciliation (verified, unverified, unverified_gave_up, error)."}, []string{"company_id", "state"})
+	m.reg.MustRegister(m.ficRequests, m.quota, m.events, m.scanDuration, m.scanDocs, m.webhooks, m.webhookLag, m.owned, m.timersFired, m.refreshes, m.alerts, m.held, m.subs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

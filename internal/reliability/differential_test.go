@@ -514,7 +514,7 @@ func runDifferential(t *testing.T, mode diffMode, seed uint64, rounds int) diffR
 		fmt.Sprintf("FIC_COMPANY_ID=%d", cid), "POLLER_LEASE_TTL=3s", "LOG_LEVEL=error", "FIC_CLIENT_LIMITS_DISABLED=true",
 		"POLLER_INSTANCE_ID=differential", "POLLER_DUE_SOON_DAYS=0", "FIC_WEBHOOK_PUBLIC_KEY="+pem, "FIC_WEBHOOK_APP_ID=ficsim-app")
 	if mode.webhooks {
-		p.env = append(p.env, "POLLER_PUBLIC_URL=http://"+p.addr)
+		p.env = append(p.env, "POLLER_PUBLIC_URL=http://"+p.addr, "POLLER_ALLOW_HTTP_SINK=true")
 	}
 	if mode.scans {
 		p.env = append(p.env, "POLLER_MIN_INTERVAL=250ms", "POLLER_MAX_INTERVAL=250ms")

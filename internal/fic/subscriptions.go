@@ -17,12 +17,17 @@ const (
 	EventCreditNoteUpdate = "it.fattureincloud.webhooks.issued_documents.credit_notes.update"
 	EventCreditNoteDelete = "it.fattureincloud.webhooks.issued_documents.credit_notes.delete"
 	EventWelcome          = "it.fattureincloud.webhooks.subscriptions.welcome"
+	// EventEInvoiceStatus: an e-invoice's SDI status changed (ids are the
+	// issued documents'). Whether FIC also sends an invoice update for it
+	// is not documented: Incasso subscribes to both.
+	EventEInvoiceStatus = "it.fattureincloud.webhooks.issued_documents.e_invoices.status_update"
 )
 
 // ReceivablesEventTypes are the webhook types the poller needs.
 var ReceivablesEventTypes = []string{
 	EventInvoiceCreate, EventInvoiceUpdate, EventInvoiceDelete,
 	EventCreditNoteCreate, EventCreditNoteUpdate, EventCreditNoteDelete,
+	EventEInvoiceStatus,
 }
 
 // Subscription is a WebhooksSubscription.

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -186,7 +187,10 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, now time.Time) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
-	if n.Type == fic.EventWelcome {
+	if n.Type == fic.EventWelcome || !slices.Contains(fic.ReceivablesEventTypes, n.Type) {
+		// Not about issued documents (the welcome, or a type subscribed for
+		// something else): its ids are not documents' and must never be
+		// fetched as such.
 		h.observe("accepted", 0)
 		w.WriteHeader(http.StatusOK)
 		return

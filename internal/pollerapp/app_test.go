@@ -221,6 +221,17 @@ func TestPollerEndToEndWithWebhooks(t *testing.T) {
 		t.Errorf("forged/replayed webhooks published %d events", after-before)
 	}
 
+	// A notification about something other than issued documents (a
+	// client updated) is accepted and never fetched as a document, even
+	// when its id is also a document's.
+	sim.ResetStats()
+	if code := postWebhookType(t, priv, httpAddr, cid, "3:client", "it.fattureincloud.webhooks.entities.clients.update", []int64{open}); code != http.StatusOK {
+		t.Errorf("client notification: %d", code)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := sim.Stats()[cid]["get_issued_document"]; n != 0 {
+		t.Errorf("a client notification fetched %d documents", n)
+	}
 	// The subscription's health is in /readyz's detail and the metrics.
 	waitFor(t, "subscription health", 10*time.Second, func() bool {
 		_, body := get(t, "http://"+httpAddr+"/readyz")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/ficsim"
 	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/inbox"
@@ -31,6 +32,12 @@ func sendWebhook(t *testing.T, key *ecdsa.PrivateKey, addr string, cid int64, id
 // signed with key, to the poller listening on addr.
 func postWebhook(t *testing.T, key *ecdsa.PrivateKey, addr string, cid int64, id string, ids []int64) int {
 	t.Helper()
+	return postWebhookType(t, key, addr, cid, id, fic.EventInvoiceUpdate, ids)
+}
+
+// postWebhookType is postWebhook for a notification of type typ.
+func postWebhookType(t *testing.T, key *ecdsa.PrivateKey, addr string, cid int64, id, typ string, ids []int64) int {
+	t.Helper()
 	sink := "http://" + addr + "/webhooks/fic"
 	tok, _ := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"jti": id, "iss": "https://api-v2.fattureincloud.it",
 		"sub": fmt.Sprintf("company:%d", cid), "aud": []string{sink}, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix(), "aid": "ficsim-app"}).SignedString(key)
@@ -42,7 +49,7 @@ func postWebhook(t *testing.T, key *ecdsa.PrivateKey, addr string, cid int64, id
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range map[string]string{"ce-id": id, "ce-source": "https://api-v2.fattureincloud.it", "ce-specversion": "1.0",
-		"ce-type": "it.fattureincloud.webhooks.issued_documents.invoices.update", "ce-subject": fmt.Sprintf("company:%d", cid), "ce-time": time.Now().UTC().Format(time.RFC3339)} {
+		"ce-type": typ, "ce-subject": fmt.Sprintf("company:%d", cid), "ce-time": time.Now().UTC().Format(time.RFC3339)} {
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)

@@ -46,6 +46,8 @@ func Command(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		return deletions(ctx, cfg, action, *company, stdout)
 	case "healthcheck":
 		return healthcheck("http://" + cfg.HTTPAddr + "/readyz")
+	case "doctor":
+		return doctor(ctx, cfg, stdout)
 	case "run":
 		if err := cfg.Validate(false); err != nil {
 			return fmt.Errorf("invalid configuration:\n%w", err)
@@ -58,7 +60,7 @@ func Command(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		}
 		return connect(ctx, cfg, *conn, log, stdout, nil)
 	default:
-		return fmt.Errorf("unknown command %q (want run, connect, rotate-key, deletions or healthcheck)", cmd)
+		return fmt.Errorf("unknown command %q (want run, connect, doctor, rotate-key, deletions or healthcheck)", cmd)
 	}
 }
 

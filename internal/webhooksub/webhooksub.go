@@ -3,8 +3,8 @@
 // and deletes it after ten days of failed deliveries, so creating it once
 // at start-up is not enough. Reconcile, run at start and periodically,
 // creates the subscription when it is missing (never made, or deleted by
-// FIC), moves it to the current sink with a PUT when the public URL
-// changed, and asks FIC to verify it again while it is unverified (at most
+// FIC), moves it to the current sink and types with a PUT when the public
+// URL or the types Incasso needs changed, and asks FIC to verify it again while it is unverified (at most
 // MaxVerifyTries times, one per VerifyEvery, as FIC allows).
 package webhooksub
 
@@ -98,9 +98,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, api API, cid int64, sink str
 		return Result{State: stateOf(s), ID: s.ID, Action: "created"}
 	}
 	sub := subs[i]
-	if sub.Sink != sink {
+	if sub.Sink != sink || !sameTypes(sub.Types, types) {
+		// The public URL changed, or an earlier version subscribed to
+		// other types: one PUT (FIC re-verifies a moved sink).
 		moved := sub
-		moved.Sink, moved.Verified = sink, false
+		moved.Sink, moved.Types = sink, types
 		s, _, err := api.ModifySubscription(ctx, cid, moved)
 		if err != nil {
 			return Result{State: Failed, ID: sub.ID, Err: fmt.Errorf("move subscription %s to %s: %w", sub.ID, sink, err)}
@@ -162,4 +164,16 @@ func (r *Reconciler) forget(id string) {
 	r.mu.Lock()
 	delete(r.tries, id)
 	r.mu.Unlock()
+}
+
+func sameTypes(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, t := range b {
+		if !slices.Contains(a, t) {
+			return false
+		}
+	}
+	return true
 }

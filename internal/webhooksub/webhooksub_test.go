@@ -82,6 +82,17 @@ func TestReconcileKeepsTheSubscriptionWorking(t *testing.T) {
 		t.Fatalf("subscriptions after the move: %+v", subs)
 	}
 	eventually(webhooksub.Verified, b.URL)
+	// An earlier version subscribed to fewer types: brought up to date.
+	if _, _, err := api.ModifySubscription(ctx, cid, fic.Subscription{ID: first.ID, Sink: b.URL, Types: fic.ReceivablesEventTypes[:6]}); err != nil {
+		t.Fatal(err)
+	}
+	if up := r.Reconcile(ctx, api, cid, b.URL); up.Action != "moved" {
+		t.Fatalf("types: %+v", up)
+	}
+	if subs, _ := api.ListSubscriptions(ctx, cid); len(subs) != 1 || len(subs[0].Types) != len(fic.ReceivablesEventTypes) {
+		t.Fatalf("subscription types: %+v", subs)
+	}
+	eventually(webhooksub.Verified, b.URL)
 	// FIC deleted it (ten days of failures): created again.
 	if err := api.DeleteSubscription(ctx, cid, first.ID); err != nil {
 		t.Fatal(err)

@@ -4,8 +4,9 @@
 // at start-up is not enough. Reconcile, run at start and periodically,
 // creates the subscription when it is missing (never made, or deleted by
 // FIC), moves it to the current sink and types with a PUT when the public
-// URL or the types Incasso needs changed, and asks FIC to verify it again while it is unverified (at most
-// MaxVerifyTries times, one per VerifyEvery, as FIC allows).
+// URL or the types Incasso needs changed, and asks FIC to verify it again
+// while it is unverified (at most MaxVerifyTries times, one per
+// VerifyEvery, as FIC allows).
 package webhooksub
 
 import (

@@ -32,15 +32,31 @@ type ModeRecord struct {
 // Mode returns a company's mode: as ops set it, else the policy's.
 func (e *Engine) Mode(ctx context.Context, cid int64) (string, error) { return e.mode(ctx, cid) }
 
+// modeTTL is how long a company's mode is taken from memory before it is
+// read again (a switch made by another replica shows within it; one made
+// here at once).
+const modeTTL = 10 * time.Second
+
+type cachedMode struct {
+	mode string
+	at   time.Time
+}
+
 func (e *Engine) mode(ctx context.Context, cid int64) (string, error) {
 	if e.Modes != nil {
+		if v, ok := e.modes.Load(cid); ok && time.Since(v.(cachedMode).at) < modeTTL {
+			return v.(cachedMode).mode, nil
+		}
 		r, err := e.Modes.Get(ctx, cid)
 		if err != nil {
 			return "", fmt.Errorf("dunning: mode of company %d: %w", cid, err)
 		}
-		if r.Mode != "" {
-			return r.Mode, nil
+		m := r.Mode
+		if m == "" {
+			m = e.Policies.For(cid).Mode
 		}
+		e.modes.Store(cid, cachedMode{m, time.Now()})
+		return m, nil
 	}
 	return e.Policies.For(cid).Mode, nil
 }
@@ -62,6 +78,7 @@ func (e *Engine) SetMode(ctx context.Context, cid int64, mode, operator string) 
 	if err := e.Modes.Put(ctx, cid, ModeRecord{Mode: mode, Operator: operator, At: e.now()}); err != nil {
 		return 0, err
 	}
+	e.modes.Store(cid, cachedMode{mode, time.Now()})
 	e.log().Info("company mode set", "company_id", cid, "mode", mode, "operator", operator)
 	if mode != policy.ModeLive {
 		return 0, nil

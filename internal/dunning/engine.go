@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/incasso-io/incasso/internal/calendar"
@@ -54,6 +55,8 @@ type Engine struct {
 	// InvoicePDF fetches an invoice's PDF for attachment (policy
 	// attach_invoice_pdf); nil: no attachments.
 	InvoicePDF func(ctx context.Context, cid, id int64) ([]byte, error)
+
+	modes sync.Map // company → cachedMode
 	// GroupDelay is how long a client's events must have been quiet before a
 	// stage that became due on an event is sent. A burst (a first sync, an
 	// import) delivers a client's invoices over seconds or minutes; sending

@@ -50,24 +50,14 @@ func TestSlowConnectionsCannotHoldTheServer(t *testing.T) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		fmt.Fprintln(w, "ok")
 	}), l)
-	var mu sync.Mutex
-	srv.ConnState = func(_ net.Conn, s http.ConnState) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch s {
-		case http.StateNew:
-			if n := open.Add(1); n > peak.Load() {
-				peak.Store(n)
-			}
-		case http.StateClosed, http.StateHijacked:
-			open.Add(-1)
-		}
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.Serve(lifecycle.Limit(ln, l)) }()
+	// Count the sockets the server really holds: accepted from the raw
+	// listener, until closed.
+	counted := &countingListener{Listener: ln, open: &open, peak: &peak}
+	go func() { _ = srv.Serve(lifecycle.Limit(counted, l)) }()
 	defer srv.Close()
 	slow := SlowClients(t, ln.Addr().String(), 200)
 	start := time.Now()
@@ -89,4 +79,35 @@ func TestSlowConnectionsCannotHoldTheServer(t *testing.T) {
 		t.Fatalf("%d slow connections still held after 15 s", n)
 	}
 	t.Logf("%d slow connections: control request answered in %v, at most %d open at once", len(slow), took.Round(time.Millisecond), peak.Load())
+}
+
+type countingListener struct {
+	net.Listener
+	mu         sync.Mutex
+	open, peak *atomic.Int32
+}
+
+func (c *countingListener) Accept() (net.Conn, error) {
+	conn, err := c.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if n := c.open.Add(1); n > c.peak.Load() {
+		c.peak.Store(n)
+	}
+	c.mu.Unlock()
+	return &countedConn{Conn: conn, open: c.open}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	once sync.Once
+	open *atomic.Int32
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.open.Add(-1) })
+	return err
 }

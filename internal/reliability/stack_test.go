@@ -133,7 +133,10 @@ func (st *stack) pay(t *testing.T, js jetstream.JetStream, ids []int64, phase st
 // stored once, no event id twice, no reminder twice. It returns the figures.
 func (st *stack) check(t *testing.T, js jetstream.JetStream) (events, dupIDs, dupPay, mails, dupMails int) {
 	t.Helper()
-	waitFor(t, 30*time.Second, "a reminder", func() bool { st.mu.Lock(); defer st.mu.Unlock(); return len(st.msgIDs) > 0 })
+	// A reminder comes once the cluster serves KV again: after a healed
+	// partition JetStream may take a minute, and a timer that failed in
+	// the meantime is redelivered with backoff.
+	waitFor(t, 90*time.Second, "a reminder", func() bool { st.mu.Lock(); defer st.mu.Unlock(); return len(st.msgIDs) > 0 })
 	time.Sleep(2 * time.Second) // further scans must not duplicate anything
 	ids, keys := stored(t, js)
 	for _, n := range ids {

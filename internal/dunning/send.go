@@ -486,8 +486,7 @@ func (e *Engine) message(ctx context.Context, p *policy.Policy, ch policy.Channe
 		if g.stage.OffsetDays > top {
 			top, m.Template, m.Stage = g.stage.OffsetDays, g.stage.Template, g.stage.Name
 			m.TermDays, m.Clause1454 = g.stage.TermDays, g.stage.Clause1454
-			m.Ordinal = 1 + slices.IndexFunc(p.Stages, func(s policy.Stage) bool { return s.Name == g.stage.Name }) -
-				slices.IndexFunc(p.Stages, func(s policy.Stage) bool { return s.Template == g.stage.Template })
+			m.Ordinal = p.Ordinal(g.idx)
 		}
 	}
 	return m

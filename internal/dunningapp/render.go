@@ -44,13 +44,7 @@ func render(cfg Config, args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		found = true
-		ordinal := 1
-		for j := 0; j < i; j++ {
-			if p.Stages[j].Template == s.Template {
-				ordinal++
-			}
-		}
-		m := notify.Sample(s, ordinal, *lang)
+		m := notify.Sample(s, p.Ordinal(i), *lang)
 		m.Creditor = overlay(dunning.CreditorFrom(p.Creditor), m.Creditor)
 		out, err := r.Render(m)
 		if err != nil {

@@ -75,20 +75,10 @@ func Samples() []dunning.Message {
 			if s.Template == "handoff" {
 				continue
 			}
-			ordinal := 1 + i - firstOf(p.Stages, s.Template)
-			out = append(out, Sample(s, ordinal, lang))
+			out = append(out, Sample(s, p.Ordinal(i), lang))
 		}
 	}
 	return out
-}
-
-func firstOf(stages []policy.Stage, tpl string) int {
-	for i, s := range stages {
-		if s.Template == tpl {
-			return i
-		}
-	}
-	return 0
 }
 
 var sampleCalendar = func() *calendar.Calendar {

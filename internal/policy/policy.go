@@ -134,6 +134,19 @@ type Policy struct {
 	AttachInvoicePDF bool `yaml:"attach_invoice_pdf"`
 }
 
+// Ordinal is which message of its template stage i is: 1 for the first
+// stage with that template, 2 for the next (a second reminder reads
+// differently from the first).
+func (p *Policy) Ordinal(i int) int {
+	n := 1
+	for j := 0; j < i && j < len(p.Stages); j++ {
+		if p.Stages[j].Template == p.Stages[i].Template {
+			n++
+		}
+	}
+	return n
+}
+
 // Set is the default policy and the per-company overrides.
 type Set struct {
 	Default   Policy

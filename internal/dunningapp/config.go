@@ -206,9 +206,5 @@ func (c *Config) outbound(u *url.URL) safehttp.Policy {
 
 // natsOpen is how this configuration reaches NATS (name: the connection's).
 func (c Config) natsOpen(name string) natsrv.OpenConfig {
-	user := c.NATSUser
-	if user == "" && c.NATSPassword != "" {
-		user = natsrv.EmbeddedUser
-	}
-	return natsrv.OpenConfig{URL: c.NATSURL, Creds: c.NATSCreds, User: user, Password: c.NATSPassword, PasswordFile: c.EmbeddedPasswordFile, Name: name}
+	return natsrv.OpenConfig{URL: c.NATSURL, Creds: c.NATSCreds, User: c.NATSUser, Password: c.NATSPassword, PasswordFile: c.EmbeddedPasswordFile, Name: name}
 }

@@ -45,8 +45,9 @@ type OpenConfig struct {
 	URL   string // NATS_URL; empty starts the embedded server
 	Creds string // NATS_CREDS file (external servers)
 	// User and Password authenticate to an external server (NATS_USER,
-	// NATS_PASSWORD); with neither, a local password file written by an
-	// embedded server (PasswordFile) is used when it exists.
+	// NATS_PASSWORD; a password alone is EmbeddedUser's); with neither, a
+	// local password file written by an embedded server (PasswordFile) is
+	// used when it exists.
 	User, Password string
 	// PasswordFile is where the embedded server keeps its generated
 	// password (default <StoreDir>/password): created on first start with
@@ -108,6 +109,9 @@ func Open(ctx context.Context, c OpenConfig) (*Conn, error) {
 		if b, err := os.ReadFile(c.PasswordFile); err == nil {
 			c.User, c.Password = EmbeddedUser, strings.TrimSpace(string(b))
 		}
+	}
+	if c.User == "" && c.Password != "" {
+		c.User = EmbeddedUser // a password alone is the embedded server's user's
 	}
 	if c.User != "" || c.Password != "" {
 		opts = append(opts, nats.UserInfo(c.User, c.Password))

@@ -198,15 +198,6 @@ func (c *Config) Validate(forConnect bool) error {
 
 // natsOpen is how this configuration reaches NATS (name: the connection's).
 func (c Config) natsOpen(name string) natsrv.OpenConfig {
-	return natsrv.OpenConfig{URL: c.NATSURL, Creds: c.NATSCreds, User: natsUser(c.NATSUser, c.NATSPassword), Password: c.NATSPassword,
+	return natsrv.OpenConfig{URL: c.NATSURL, Creds: c.NATSCreds, User: c.NATSUser, Password: c.NATSPassword,
 		EmbeddedAddr: c.NATSAddr, StoreDir: c.DataDir + "/nats", PasswordFile: c.DataDir + "/nats/password", Name: name}
-}
-
-// natsUser is the user to send: the given one, or the embedded server's
-// when only a password is given.
-func natsUser(user, password string) string {
-	if user == "" && password != "" {
-		return natsrv.EmbeddedUser
-	}
-	return user
 }

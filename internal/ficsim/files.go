@@ -28,13 +28,14 @@ var fileRef = regexp.MustCompile(`"url":"doc(\d+)\.pdf"`)
 // absoluteFileURLs turns the bare file names of a response into signed,
 // expiring links (only with Config.FilesURL).
 func (s *Server) absoluteFileURLs(b []byte) []byte {
-	if s.cfg.FilesURL == "" || !strings.Contains(string(b), `"url":"doc`) {
+	base := s.filesURL.Load()
+	if base == nil || !strings.Contains(string(b), `"url":"doc`) {
 		return b
 	}
 	exp := s.nowLocked().Add(FileLinkTTL).Unix()
 	return fileRef.ReplaceAllFunc(b, func(m []byte) []byte {
 		id := string(fileRef.FindSubmatch(m)[1])
-		return []byte(fmt.Sprintf(`"url":"%s/_files/doc%s.pdf?exp=%d&sig=%s"`, strings.TrimRight(s.cfg.FilesURL, "/"), id, exp, s.fileSig(id, exp)))
+		return []byte(fmt.Sprintf(`"url":"%s/_files/doc%s.pdf?exp=%d&sig=%s"`, strings.TrimRight(*base, "/"), id, exp, s.fileSig(id, exp)))
 	})
 }
 
@@ -103,7 +104,9 @@ func minimalPDF(text string) []byte {
 
 // SetFilesURL sets Config.FilesURL once the sandbox's address is known.
 func (s *Server) SetFilesURL(u string) {
-	s.mu.Lock()
-	s.cfg.FilesURL = u
-	s.mu.Unlock()
+	if u == "" {
+		s.filesURL.Store(nil)
+		return
+	}
+	s.filesURL.Store(&u)
 }

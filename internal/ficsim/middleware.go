@@ -196,13 +196,13 @@ func (s *Server) writeAPI(w http.ResponseWriter, _ *http.Request, v any) {
 // withData) written one after the other: a page's cached documents are not
 // copied into a body of their own first.
 func (s *Server) writeAPIBody(w http.ResponseWriter, parts [][]byte) {
-	s.mu.Lock()
-	if s.cfg.FilesURL != "" {
+	if s.filesURL.Load() != nil { // only then is the lock taken: not on every response
+		s.mu.Lock()
 		for i := range parts {
 			parts[i] = s.absoluteFileURLs(parts[i])
 		}
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	f := s.currentFaults()
 	switch {
 	case s.roll(f.MalformedRatio):

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,21 +61,22 @@ type Config struct {
 
 // Server is the sandbox. Create with New; serve with Handler.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	mu      sync.Mutex
-	rnd     *mrand.Rand // faults; guarded by mu
-	offset  time.Duration
-	comps   map[int64]*company
-	ids     []int64 // company ids in order
-	nextID  int64
-	oauth   *oauthState
-	stats   map[int64]map[string]int
-	wh      *webhooks
-	faults  Faults
-	qcfg    QuotaConfig
-	nextSub int
-	histSeq int64 // last HistoryEntry.Seq, across companies
+	cfg      Config
+	filesURL atomic.Pointer[string] // Config.FilesURL, settable once serving (SetFilesURL)
+	log      *slog.Logger
+	mu       sync.Mutex
+	rnd      *mrand.Rand // faults; guarded by mu
+	offset   time.Duration
+	comps    map[int64]*company
+	ids      []int64 // company ids in order
+	nextID   int64
+	oauth    *oauthState
+	stats    map[int64]map[string]int
+	wh       *webhooks
+	faults   Faults
+	qcfg     QuotaConfig
+	nextSub  int
+	histSeq  int64 // last HistoryEntry.Seq, across companies
 }
 
 // New builds a seeded sandbox.
@@ -142,6 +144,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.wh = newWebhooks(s)
 	s.seed()
+	s.SetFilesURL(cfg.FilesURL)
 	return s, nil
 }
 

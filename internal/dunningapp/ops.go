@@ -180,6 +180,30 @@ func engineError(w http.ResponseWriter, err error) {
 	}
 }
 
+// optionalCompany is the ?company= filter (0: every company).
+func optionalCompany(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	v := r.URL.Query().Get("company")
+	if v == "" {
+		return 0, true
+	}
+	cid, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || cid <= 0 {
+		apiError(w, http.StatusBadRequest, "company: want a positive integer")
+		return 0, false
+	}
+	return cid, true
+}
+
+// pathCompany is the {cid} of the path.
+func pathCompany(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	cid, err := strconv.ParseInt(r.PathValue("cid"), 10, 64)
+	if err != nil || cid <= 0 {
+		apiError(w, http.StatusBadRequest, "company id must be a positive integer")
+		return 0, false
+	}
+	return cid, true
+}
+
 func ids(w http.ResponseWriter, r *http.Request) (int64, int64, bool) {
 	cid, err1 := strconv.ParseInt(r.PathValue("cid"), 10, 64)
 	id, err2 := strconv.ParseInt(r.PathValue("id"), 10, 64)
@@ -192,13 +216,9 @@ func ids(w http.ResponseWriter, r *http.Request) (int64, int64, bool) {
 
 func (a *opsAPI) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	var cid int64
-	if v := q.Get("company"); v != "" {
-		var err error
-		if cid, err = strconv.ParseInt(v, 10, 64); err != nil || cid <= 0 {
-			apiError(w, http.StatusBadRequest, "company: want a positive integer")
-			return
-		}
+	cid, ok := optionalCompany(w, r)
+	if !ok {
+		return
 	}
 	minDays := -1
 	if v := q.Get("min_days_overdue"); v != "" {
@@ -422,13 +442,9 @@ func caseRow(c *dunning.Case, next string, days int, eng *dunning.Engine, today 
 }
 
 func (a *opsAPI) approvals(w http.ResponseWriter, r *http.Request) {
-	var cid int64
-	if v := r.URL.Query().Get("company"); v != "" {
-		var err error
-		if cid, err = strconv.ParseInt(v, 10, 64); err != nil || cid <= 0 {
-			apiError(w, http.StatusBadRequest, "company: want a positive integer")
-			return
-		}
+	cid, ok := optionalCompany(w, r)
+	if !ok {
+		return
 	}
 	cases, err := a.eng.Approvals(r.Context(), cid)
 	if err != nil {
@@ -474,9 +490,8 @@ func (a *opsAPI) approval(decision string) http.HandlerFunc {
 }
 
 func (a *opsAPI) getMode(w http.ResponseWriter, r *http.Request) {
-	cid, err := strconv.ParseInt(r.PathValue("cid"), 10, 64)
-	if err != nil || cid <= 0 {
-		apiError(w, http.StatusBadRequest, "company id must be a positive integer")
+	cid, ok := pathCompany(w, r)
+	if !ok {
 		return
 	}
 	m, err := a.eng.Mode(r.Context(), cid)
@@ -488,9 +503,8 @@ func (a *opsAPI) getMode(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *opsAPI) setMode(w http.ResponseWriter, r *http.Request) {
-	cid, err := strconv.ParseInt(r.PathValue("cid"), 10, 64)
-	if err != nil || cid <= 0 {
-		apiError(w, http.StatusBadRequest, "company id must be a positive integer")
+	cid, ok := pathCompany(w, r)
+	if !ok {
 		return
 	}
 	var req struct {

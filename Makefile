@@ -45,7 +45,7 @@ demo:
 	$(GO) run ./cmd/demo
 
 ficsim:
-	$(GO) run ./cmd/ficsim -addr 127.0.0.1:8090 -seed 1 -companies 2 -invoices 500 -token demo-token
+	$(GO) run ./cmd/ficsim -addr 127.0.0.1:8090 -seed 1 -companies 2 -invoices 500 -token demo-token -allow-http-sinks
 
 # FROM scratch images of every binary (nats-server from its Go module).
 images:

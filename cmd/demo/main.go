@@ -106,7 +106,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	// ficsim, seeded: its clock follows the business clock.
-	sim, err := ficsim.New(ficsim.Config{Seed: 1, Companies: 2, Invoices: *invoices, Now: now, WebhookRetryBase: time.Second})
+	sim, err := ficsim.New(ficsim.Config{Seed: 1, Companies: 2, Invoices: *invoices, Now: now, WebhookRetryBase: time.Second, AllowHTTPSinks: true})
 	if err != nil {
 		return err
 	}

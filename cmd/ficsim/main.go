@@ -57,7 +57,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		accessTTL   = fs.Duration("access-ttl", 24*time.Hour, "OAuth access token lifetime")
 		perPage     = fs.Int("default-per-page", 50, "per_page when the request omits it (docs: 50, spec: 5)")
 		lax         = fs.Bool("lax-filters", false, "accept q filters and sorts on undocumented fields")
-		httpsOnly   = fs.Bool("require-https-sinks", false, "refuse http:// webhook sinks, as FIC does")
+		lenient     = fs.Bool("lenient", false, "turn off behaviours observed on FIC but not documented (implies -lax-filters; see docs/fic-facts.md)")
+		strict      = fs.Bool("strict", true, "the default: behave as FIC is documented and observed to (-strict=false is -lenient)")
+		httpSinks   = fs.Bool("allow-http-sinks", false, "accept http:// webhook sinks (FIC refuses them; for a local poller)")
 		filesURL    = fs.String("files-url", "", "base URL of documents' PDF links (url), as clients reach the sandbox (default: the spec example's bare file name)")
 		keyFile     = fs.String("webhook-key", "", "PEM EC P-256 private key for webhook JWTs (default: generated)")
 		retryBase   = fs.Duration("webhook-retry", 2*time.Second, "first retry interval of a failed webhook delivery")
@@ -94,7 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := ficsim.Config{
 		Seed: *seed, Companies: *companies, Invoices: *invoices, CreditNotes: *creditNotes, Token: *token,
 		ClientID: *clientID, AccessTTL: *accessTTL, DefaultPerPage: *perPage, LaxFilters: *lax,
-		RequireHTTPSSinks: *httpsOnly, WebhookRetryBase: *retryBase, FilesURL: *filesURL,
+		Lenient: *lenient || !*strict, AllowHTTPSinks: *httpSinks, WebhookRetryBase: *retryBase, FilesURL: *filesURL,
 		Quotas: ficsim.QuotaConfig{Off: *quotasOff, Hourly: *hourly, HourlyWindow: *hourWindow, Monthly: *monthly, ShortTerm: *short, ShortWindow: *shortWindow},
 		Faults: ficsim.Faults{LatencyMS: *latency, ErrorRatio: *errRatio, RateLimitRatio: *rlRatio, DropRatio: *dropRatio,
 			MalformedRatio: *malformed, TruncateRatio: *truncate, DuplicateWebhookRatio: *dupHooks},

@@ -154,7 +154,7 @@ func run() error {
 	}
 
 	fmt.Printf("seeding ficsim: %d companies x %d invoices ...\n", *companies, *invoices)
-	sim, err := ficsim.New(ficsim.Config{Seed: *seed, Companies: *companies, Invoices: *invoices, Quotas: ficsim.QuotaConfig{Off: true}, WebhookRetryBase: 200 * time.Millisecond})
+	sim, err := ficsim.New(ficsim.Config{Seed: *seed, Companies: *companies, Invoices: *invoices, Quotas: ficsim.QuotaConfig{Off: true}, WebhookRetryBase: 200 * time.Millisecond, AllowHTTPSinks: true})
 	if err != nil {
 		return err
 	}

@@ -55,6 +55,11 @@ type Engine struct {
 	// InvoicePDF fetches an invoice's PDF for attachment (policy
 	// attach_invoice_pdf); nil: no attachments.
 	InvoicePDF func(ctx context.Context, cid, id int64) ([]byte, error)
+	// Contacts returns a client's current record in FIC (package contacts:
+	// cached, refreshed by webhook). A message goes to today's e-mail and
+	// PEC, not to those copied onto the invoice; nil or an error: the
+	// invoice's.
+	Contacts func(ctx context.Context, cid, clientID int64) (rcv.Client, error)
 
 	modes sync.Map // company → cachedMode
 	// GroupDelay is how long a client's events must have been quiet before a

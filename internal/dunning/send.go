@@ -431,6 +431,13 @@ func (e *Engine) message(ctx context.Context, p *policy.Policy, ch policy.Channe
 		lang = p.Language
 	}
 	m := Message{CompanyID: first.CompanyID, Client: first.Invoice.Client, Channel: ch, Language: lang, Platform: p.Platform, Date: today}
+	if id := m.Client.ID; id != 0 && e.Contacts != nil {
+		if cur, err := e.Contacts(ctx, first.CompanyID, id); err == nil {
+			m.Client = m.Client.WithContactsOf(cur)
+		} else {
+			e.log().Warn("client's current contacts unavailable; using the invoice's", "company_id", first.CompanyID, "client_id", id, "error", err)
+		}
+	}
 	m.Creditor = CreditorFrom(p.Creditor)
 	if e.Creditors != nil {
 		if c, err := e.Creditors(ctx, first.CompanyID); err == nil {

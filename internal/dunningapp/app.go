@@ -19,6 +19,7 @@ import (
 
 	"github.com/incasso-io/incasso/internal/audit"
 	"github.com/incasso-io/incasso/internal/calendar"
+	"github.com/incasso-io/incasso/internal/contacts"
 	"github.com/incasso-io/incasso/internal/dunning"
 	"github.com/incasso-io/incasso/internal/events"
 	"github.com/incasso-io/incasso/internal/fic"
@@ -99,14 +100,15 @@ func (m *Main) Run(ctx context.Context) error {
 	js := nc.JS
 	bc := kvstore.BucketConfig{Replicas: cfg.Replicas}
 	var (
-		cases     *kvstore.Cases
-		clients   *kvstore.Clients
-		outbox    *kvstore.Outbox
-		aud       *audit.Stream
-		sched     *timers.Scheduler
-		modes     *kvstore.Modes
-		ledger    *kvstore.Snapshots // the poller's: every document, for the reports
-		operators *kvstore.Operators
+		cases        *kvstore.Cases
+		clients      *kvstore.Clients
+		outbox       *kvstore.Outbox
+		aud          *audit.Stream
+		sched        *timers.Scheduler
+		modes        *kvstore.Modes
+		ledger       *kvstore.Snapshots // the poller's: every document, for the reports
+		operators    *kvstore.Operators
+		contactStore *kvstore.Contacts
 	)
 	err = natsrv.Retry(ctx, func(ctx context.Context) error {
 		if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas}); err != nil {
@@ -133,6 +135,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		if operators, err = kvstore.NewOperators(ctx, js, bc); err != nil {
+			return err
+		}
+		if contactStore, err = kvstore.NewContacts(ctx, js, bc); err != nil {
 			return err
 		}
 		if aud, err = audit.New(ctx, js, cfg.Replicas); err != nil {
@@ -199,7 +204,8 @@ func (m *Main) Run(ctx context.Context) error {
 	pub := &events.Publisher{JS: js}
 	eng := &dunning.Engine{Cases: cases, Clients: clients, Outbox: outbox, Audit: aud, Outcomes: outcomes{pub}, Wakeups: sched,
 		Fresh: ficDir.fresh, Senders: senders, Policies: pols, Calendar: cal, Rates: rates, Now: m.now, Log: log,
-		GroupDelay: cfg.GroupDelay, Modes: modes, Ledger: ledger, InvoicePDF: ficDir.pdf, Creditors: (&creditors{fic: ficDir.client, pols: pols, log: log}).get}
+		GroupDelay: cfg.GroupDelay, Modes: modes, Ledger: ledger, InvoicePDF: ficDir.pdf, Creditors: (&creditors{fic: ficDir.client, pols: pols, log: log}).get,
+		Contacts: (&contacts.Cache{Store: contactStore, Fetch: ficDir.clientRecord, TTL: cfg.ContactsTTL, Now: m.now, Log: log}).Get}
 
 	// Receivables events (not our own dunning.* ones), one lane per
 	// document (ce-source names the company, ce-subject the document; the

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -95,6 +96,23 @@ func TestDunningEndToEnd(t *testing.T) {
 	}
 	before := mb.count()
 	f := strings.Fields(lines[1])
+	// The client changed e-mail in FIC after the invoice was issued: the
+	// reminder goes to today's address, not the invoice's copy.
+	invID, _ := strconv.ParseInt(f[1], 10, 64)
+	var clientID int64
+	docs, err := sim.Documents(cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		if d.ID == invID {
+			clientID = d.Client.ID
+		}
+	}
+	newEmail := "amministrazione.nuova@example.it"
+	if _, err := sim.UpdateClient(cid, clientID, ficsim.ClientUpdate{Email: &newEmail}); err != nil {
+		t.Fatalf("update client %d of invoice %d: %v", clientID, invID, err)
+	}
 	var approved bytes.Buffer
 	if err := Command(ctx, []string{"approve", f[0], f[1], "-operator", "maria", "-reason", "backlog checked"}, cliEnv, &approved, io.Discard); err != nil || !strings.Contains(approved.String(), "approved") {
 		t.Fatalf("approve: %v\n%s", err, approved.String())
@@ -116,7 +134,7 @@ func TestDunningEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	iban := ficsim.IBANOf(cid)
-	for _, w := range []string{cos[0].Name, string(cos[0].VATNumber), iban[:4] + " " + iban[4:8], "Saldo fattura n. ",
+	for _, w := range []string{cos[0].Name, string(cos[0].VATNumber), iban[:4] + " " + iban[4:8], "Saldo fattura n. ", "To: <" + newEmail + ">",
 		"Content-Type: application/pdf", `filename="Fattura`} {
 		if !strings.Contains(strings.ReplaceAll(letter, "=\r\n", ""), w) {
 			t.Errorf("letter lacks %q:\n%.3000s", w, letter)

@@ -95,7 +95,11 @@ type Config struct {
 	// GroupDelay: a client's events must be quiet this long before a stage
 	// that became due on an event is sent (see dunning.Engine.GroupDelay).
 	GroupDelay time.Duration `env:"DUNNING_GROUP_DELAY" envDefault:"30s"`
-	OpsURL     string        `env:"DUNNING_OPS_URL" envDefault:"http://127.0.0.1:8081"`
+	// ContactsTTL is how long a client's contacts read from FIC are used
+	// before they are read again; FIC's entities.clients.update webhook
+	// drops them sooner.
+	ContactsTTL time.Duration `env:"DUNNING_CONTACTS_TTL" envDefault:"24h"`
+	OpsURL      string        `env:"DUNNING_OPS_URL" envDefault:"http://127.0.0.1:8081"`
 	// StopGrace is how long work in flight (a send and its record) may go
 	// on after a stop signal before it is cut.
 	StopGrace time.Duration `env:"DUNNING_STOP_GRACE" envDefault:"20s"`

@@ -15,6 +15,7 @@ import (
 	"github.com/incasso-io/incasso/internal/dunning"
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/kvstore"
+	"github.com/incasso-io/incasso/internal/receivables"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 	"github.com/incasso-io/incasso/internal/tenant"
 )
@@ -152,4 +153,13 @@ func (f *ficClients) pdf(ctx context.Context, cid, id int64) ([]byte, error) {
 		return nil, err
 	}
 	return c.DocumentPDF(ctx, cid, id)
+}
+
+// clientRecord reads a client's current record (contacts.Fetch).
+func (f *ficClients) clientRecord(ctx context.Context, cid, id int64) (receivables.Client, error) {
+	c, err := f.client(ctx, cid)
+	if err != nil {
+		return receivables.Client{}, err
+	}
+	return c.GetClient(ctx, cid, id)
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -391,7 +392,14 @@ func (o ListOptions) values(page int) (url.Values, error) {
 	v := url.Values{}
 	v.Set("type", string(o.Type))
 	if len(o.Fields) > 0 {
-		v.Set("fields", strings.Join(o.Fields, ","))
+		// FIC answers 500 to fields made only of list fields
+		// (fields=payments_list; fattureincloud/api#325); a scan needs the
+		// id anyway, so it always leads.
+		fields := o.Fields
+		if !slices.Contains(fields, "id") {
+			fields = append([]string{"id"}, fields...)
+		}
+		v.Set("fields", strings.Join(fields, ","))
 	} else {
 		fs := o.Fieldset
 		if fs == "" {
@@ -411,6 +419,9 @@ func (o ListOptions) values(page int) (url.Values, error) {
 	v.Set("page", strconv.Itoa(page))
 	v.Set("per_page", strconv.Itoa(pp))
 	if o.Query != nil {
+		if err := filter.Check(o.Query); err != nil {
+			return nil, fmt.Errorf("fic: list issued documents: %w", err)
+		}
 		v.Set("q", o.Query.String())
 	}
 	return v, nil

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/incasso-io/incasso/internal/receivables"
 )
 
 // PaymentAccount is one of a company's payment accounts (GET
@@ -32,6 +34,28 @@ func (c *Client) ListPaymentAccounts(ctx context.Context, companyID int64) ([]Pa
 		return nil, fmt.Errorf("fic: payment accounts of company %d: %w", companyID, err)
 	}
 	return out.Data, nil
+}
+
+// GetClient returns a client's current record (GET
+// /c/{cid}/entities/clients/{id}, scope entity.clients:r): today's e-mail,
+// PEC and address, where a document carries those of the day it was
+// issued.
+func (c *Client) GetClient(ctx context.Context, companyID, clientID int64) (receivables.Client, error) {
+	var out struct {
+		Data *Entity `json:"data"`
+	}
+	path := fmt.Sprintf("/c/%d/entities/clients/%d", companyID, clientID)
+	if err := c.do(ctx, request{company: companyID, method: http.MethodGet, path: path, endpoint: "get_client"}, &out); err != nil {
+		return receivables.Client{}, fmt.Errorf("fic: client %d of company %d: %w", clientID, companyID, err)
+	}
+	if out.Data == nil {
+		return receivables.Client{}, fmt.Errorf("fic: client %d of company %d: %w: no data", clientID, companyID, ErrMalformed)
+	}
+	cl := out.Data.Client()
+	if cl.ID == 0 {
+		cl.ID = clientID
+	}
+	return cl, nil
 }
 
 // ErrNoPDF: FIC gave no downloadable PDF link for the document.

@@ -42,21 +42,7 @@ func (d Document) Invoice(companyID int64) (receivables.Invoice, error) {
 		inv.RefNumber, inv.RefDate = d.EIData.InvoiceNumber, d.EIData.InvoiceDate
 	}
 	if e := d.Entity; e != nil {
-		c := receivables.Client{
-			Name: e.Name, VATNumber: string(e.VATNumber), TaxCode: string(e.TaxCode), Email: e.Email,
-			PEC: e.CertifiedEmail, Phone: string(e.Phone), Address: e.AddressStreet, PostalCode: string(e.PostalCode),
-			City: e.City, Province: e.Province, Country: strings.ToUpper(e.CountryISO),
-		}
-		if c.Country == "" && (strings.EqualFold(e.Country, "italia") || e.Country == "") {
-			c.Country = "IT"
-		}
-		if e.ID != nil {
-			c.ID = *e.ID
-		}
-		if c.Name == "" {
-			c.Name = strings.TrimSpace(e.FirstName + " " + e.LastName)
-		}
-		inv.Client = c
+		inv.Client = e.Client()
 	}
 	if d.Language != nil {
 		inv.Client.Language = d.Language.Code
@@ -78,4 +64,24 @@ func (d Document) Invoice(companyID int64) (receivables.Invoice, error) {
 		})
 	}
 	return inv, nil
+}
+
+// Client converts an entity (a document's snapshot or a client record) to
+// Incasso's client.
+func (e Entity) Client() receivables.Client {
+	c := receivables.Client{
+		Name: e.Name, VATNumber: string(e.VATNumber), TaxCode: string(e.TaxCode), Email: e.Email,
+		PEC: e.CertifiedEmail, Phone: string(e.Phone), Address: e.AddressStreet, PostalCode: string(e.PostalCode),
+		City: e.City, Province: e.Province, Country: strings.ToUpper(e.CountryISO),
+	}
+	if c.Country == "" && (strings.EqualFold(e.Country, "italia") || e.Country == "") {
+		c.Country = "IT"
+	}
+	if e.ID != nil {
+		c.ID = *e.ID
+	}
+	if c.Name == "" {
+		c.Name = strings.TrimSpace(e.FirstName + " " + e.LastName)
+	}
+	return c
 }

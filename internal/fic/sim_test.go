@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -373,9 +374,20 @@ type sink struct {
 	refused  []error
 }
 
-func newSink(t *testing.T, key *ecdsa.PublicKey) *sink {
+func newSink(t *testing.T, key *ecdsa.PublicKey) *sink { return startSink(t, key, httptest.NewServer) }
+
+// newTLSSink is an https sink, the only kind FIC (and a strict ficsim)
+// subscribes; roots trusts its certificate (ficsim.Config.WebhookRootCAs).
+func newTLSSink(t *testing.T, key *ecdsa.PublicKey) (*sink, *x509.CertPool) {
+	s := startSink(t, key, httptest.NewTLSServer)
+	roots := x509.NewCertPool()
+	roots.AddCert(s.srv.Certificate())
+	return s, roots
+}
+
+func startSink(t *testing.T, key *ecdsa.PublicKey, start func(http.Handler) *httptest.Server) *sink {
 	s := &sink{}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.srv = start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ch, ok := fic.Challenge(r); ok {
 			if _, err := s.verifier.VerifyHandshake(r.Context(), r.Header.Get("Authorization")); err != nil {
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
@@ -427,10 +439,14 @@ func (s *sink) wait(t *testing.T, pred func([]fic.Notification) bool) []fic.Noti
 func TestWebhookDeliveryAndVerification(t *testing.T) {
 	for _, mapping := range []string{"binary", "structured"} {
 		t.Run(mapping, func(t *testing.T) {
-			sim, base := startSim(t, ficsim.Config{Companies: 1, Invoices: 10})
+			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sk, roots := newTLSSink(t, &key.PublicKey)
+			sim, base := startSim(t, ficsim.Config{Companies: 1, Invoices: 10, WebhookKey: key, WebhookRootCAs: roots})
 			cid := sim.CompanyIDs()[0]
 			c := simClient(t, base, fic.StaticToken(sim.Token()))
-			sk := newSink(t, sim.WebhookPublicKey())
 			ctx := context.Background()
 			sub, warns, err := c.CreateSubscription(ctx, cid, fic.Subscription{Sink: sk.srv.URL, Types: fic.ReceivablesEventTypes,
 				Config: &fic.SubscriptionConfig{Mapping: mapping}})
@@ -572,7 +588,7 @@ func TestWebhookJWTVerification(t *testing.T) {
 }
 
 func TestSubscriptionsCRUD(t *testing.T) {
-	sim, base := startSim(t, ficsim.Config{Companies: 1, Invoices: 5})
+	sim, base := startSim(t, ficsim.Config{Companies: 1, Invoices: 5, AllowHTTPSinks: true})
 	cid := sim.CompanyIDs()[0]
 	c := simClient(t, base, fic.StaticToken(sim.Token()))
 	sk := newSink(t, sim.WebhookPublicKey())
@@ -646,5 +662,38 @@ func TestAuthorizeAutoApproved(t *testing.T) {
 	bad := fic.NewOAuth(base, "other-client", "x", "http://127.0.0.1:1/cb", nil)
 	if _, err := bad.AuthorizeAutoApproved(context.Background()); err == nil {
 		t.Error("unknown client authorized")
+	}
+}
+
+// TestClientSpeaksStrictFIC: what a strict sandbox (and FIC) refuses, the
+// client never sends, and what FIC answers in its other shapes the client
+// still understands.
+func TestClientSpeaksStrictFIC(t *testing.T) {
+	sim, base := startSim(t, ficsim.Config{Companies: 1, Invoices: 8})
+	cid := sim.CompanyIDs()[0]
+	c := simClient(t, base, fic.StaticToken(sim.Token()))
+	ctx := context.Background()
+
+	// fields=payments_list alone is a 500 on FIC; the client adds id.
+	p, err := c.ListPage(ctx, cid, fic.ListOptions{Type: fic.TypeInvoice, Fields: []string{"payments_list"}}, 1)
+	if err != nil || len(p.Documents) == 0 || p.Documents[0].ID == 0 {
+		t.Fatalf("fields=payments_list: %v (%d documents)", err, len(p.Documents))
+	}
+
+	// A filter FIC's grammar refuses fails locally, before any request.
+	before := sim.Stats()[cid]["list_issued_documents"]
+	_, err = c.ListPage(ctx, cid, fic.ListOptions{Type: fic.TypeInvoice, Query: filter.Cond{Field: "amount_gross", Op: filter.Gt, Value: filter.Int(-1)}}, 1)
+	if !errors.Is(err, filter.ErrSyntax) {
+		t.Errorf("negative number filter: %v, want filter.ErrSyntax", err)
+	}
+	if after := sim.Stats()[cid]["list_issued_documents"]; after != before {
+		t.Errorf("the refused filter was sent (%d -> %d list requests)", before, after)
+	}
+
+	// The OAuth-shaped 401 keeps its reason and is ErrUnauthorized.
+	bad := simClient(t, base, fic.StaticToken("revoked-token"))
+	_, err = bad.ListPage(ctx, cid, fic.ListOptions{Type: fic.TypeInvoice}, 1)
+	if !errors.Is(err, fic.ErrUnauthorized) || !strings.Contains(err.Error(), "invalid_token") || !strings.Contains(err.Error(), "expired, revoked") {
+		t.Errorf("OAuth-shaped 401: %v", err)
 	}
 }

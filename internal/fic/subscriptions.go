@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 )
 
 // Webhook event types Incasso subscribes to.
@@ -21,7 +22,15 @@ const (
 	// issued documents'). Whether FIC also sends an invoice update for it
 	// is not documented: Incasso subscribes to both.
 	EventEInvoiceStatus = "it.fattureincloud.webhooks.issued_documents.e_invoices.status_update"
+	// EventClientUpdate: a client's record changed (ids are the clients').
+	// The poller drops the cached contacts so the next reminder reads the
+	// new e-mail and PEC.
+	EventClientUpdate = "it.fattureincloud.webhooks.entities.clients.update"
 )
+
+// SubscribedEventTypes are every type the poller subscribes to: the
+// documents' and the clients' updates.
+var SubscribedEventTypes = append(slices.Clone(ReceivablesEventTypes), EventClientUpdate)
 
 // ReceivablesEventTypes are the webhook types the poller needs.
 var ReceivablesEventTypes = []string{

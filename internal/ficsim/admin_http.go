@@ -66,6 +66,17 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 			replyDoc(w, v, err)
 		}
 	})
+	mux.HandleFunc("PATCH /_sim/companies/{cid}/clients/{id}", func(w http.ResponseWriter, r *http.Request) {
+		var u ClientUpdate
+		if cid, id, ok := ids(w, r); ok && decode(w, r, &u) {
+			cl, err := s.UpdateClient(cid, id, u)
+			if err != nil {
+				reply(w, nil, err)
+				return
+			}
+			reply(w, renderEntity(cl, true), nil)
+		}
+	})
 	mux.HandleFunc("PATCH /_sim/companies/{cid}/documents/{id}", func(w http.ResponseWriter, r *http.Request) {
 		var u DocumentUpdate
 		if cid, id, ok := ids(w, r); ok && decode(w, r, &u) {
@@ -260,7 +271,7 @@ func reply(w http.ResponseWriter, v any, err error) {
 // adminErr answers 404 for an unknown company or document, else 400.
 func adminErr(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, ErrNoCompany), errors.Is(err, ErrNoDocument):
+	case errors.Is(err, ErrNoCompany), errors.Is(err, ErrNoDocument), errors.Is(err, ErrNoClient):
 		writeError(w, http.StatusNotFound, "", err.Error())
 	default:
 		writeError(w, http.StatusBadRequest, "", err.Error())

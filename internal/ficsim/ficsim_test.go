@@ -274,3 +274,58 @@ func TestOAuthErrors(t *testing.T) {
 		t.Errorf("bad secret: %d %v", code, m)
 	}
 }
+
+// TestStrictByDefault: the sandbox is never kinder than FIC. Each row is a
+// behaviour of real FIC that an earlier sandbox hid; Lenient (or the named
+// flag) turns off only the undocumented ones.
+func TestStrictByDefault(t *testing.T) {
+	for _, lenient := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lenient=%v", lenient), func(t *testing.T) {
+			sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: 1, Companies: 1, Invoices: 5, Lenient: lenient})
+			tok, cid := sim.Token(), sim.CompanyIDs()[0]
+			base := fmt.Sprintf("%s/c/%d", srv.URL, cid)
+
+			// fields=payments_list alone: 500 on FIC (fattureincloud/api#325).
+			code, _, m := call(t, "GET", base+"/issued_documents?type=invoice&fields=payments_list", tok, "")
+			if want := map[bool]int{false: 500, true: 200}[lenient]; code != want {
+				t.Errorf("fields=payments_list: %d %v, want %d", code, m, want)
+			}
+			if code, _, _ := call(t, "GET", base+"/issued_documents?type=invoice&fields=id,payments_list", tok, ""); code != 200 {
+				t.Errorf("fields=id,payments_list: %d", code)
+			}
+
+			// A refused token: OAuth-shaped body (error is a string).
+			_, _, m = call(t, "GET", base+"/issued_documents?type=invoice", "expired-token", "")
+			_, isString := m["error"].(string)
+			if isString == lenient {
+				t.Errorf("401 body for a refused token: %v", m)
+			}
+			if !lenient && m["error_description"] == nil {
+				t.Errorf("OAuth 401 without error_description: %v", m)
+			}
+			// No token at all: FIC's REST shape.
+			if _, _, m = call(t, "GET", base+"/issued_documents?type=invoice", "", ""); m["error"].(map[string]any)["message"] != "Unauthorized." {
+				t.Errorf("401 body without a token: %v", m)
+			}
+
+			// http:// sinks are refused whatever Lenient says (FIC documents
+			// HTTPS sinks); AllowHTTPSinks is a separate, explicit switch.
+			body := `{"data":{"sink":"http://127.0.0.1:9/hook","types":["it.fattureincloud.webhooks.issued_documents.invoices.create"]}}`
+			if code, _, m := call(t, "POST", base+"/subscriptions", tok, body); code != 422 {
+				t.Errorf("http sink: %d %v, want 422", code, m)
+			}
+
+			// The official grammar: mixed-case keywords and signed numbers fail.
+			for _, q := range []string{"number%20%3E%201%20And%20number%20%3C%209", "amount_gross%20%3E%20-1"} {
+				if code, _, _ := call(t, "GET", base+"/issued_documents?type=invoice&q="+q, tok, ""); code != 400 {
+					t.Errorf("q=%s: %d, want 400", q, code)
+				}
+			}
+		})
+	}
+	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: 1, Companies: 1, Invoices: 5, AllowHTTPSinks: true})
+	body := `{"data":{"sink":"http://127.0.0.1:9/hook","types":["it.fattureincloud.webhooks.issued_documents.invoices.create"]}}`
+	if code, _, m := call(t, "POST", fmt.Sprintf("%s/c/%d/subscriptions", srv.URL, sim.CompanyIDs()[0]), sim.Token(), body); code != 200 && code != 201 {
+		t.Errorf("http sink with AllowHTTPSinks: %d %v", code, m)
+	}
+}

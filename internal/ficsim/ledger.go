@@ -18,6 +18,7 @@ var (
 	ErrNoCompany  = errors.New("ficsim: no such company")
 	ErrNoDocument = errors.New("ficsim: no such document")
 	ErrBadRequest = errors.New("ficsim: bad request")
+	ErrNoClient   = errors.New("ficsim: no such client")
 )
 
 func (s *Server) companyLocked(cid int64) (*company, error) {

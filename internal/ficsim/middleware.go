@@ -70,7 +70,7 @@ func (s *Server) apiMiddleware(endpoint string, scope scopeFunc, h http.HandlerF
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth, ok := s.authenticate(r)
 		if !ok {
-			writeError(w, http.StatusUnauthorized, "", "Unauthenticated.")
+			s.unauthorized(w, r)
 			return
 		}
 		var cid int64
@@ -272,4 +272,24 @@ func withData(rest map[string]any, items []json.RawMessage, array bool) [][]byte
 func forbidden(w http.ResponseWriter, msg string) {
 	w.Header().Set("Retry-After", "60")
 	writeError(w, http.StatusForbidden, "NO_PERMISSION", msg)
+}
+
+// unauthorized answers a request without a valid token. FIC's REST routes
+// answer {"error":{"message":"Unauthorized."}} (fattureincloud-csharp-sdk
+// #103), but a token that is present and refused (expired, revoked) reaches
+// the OAuth layer, whose body is OAuth-shaped: {"error":"invalid_token",
+// "error_description":…}, error a string, not an object. Clients that decode
+// only the first shape lose the reason; the sandbox sends both unless
+// Lenient.
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request) {
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if tok != "" && !s.cfg.Lenient {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{
+			"error":             "invalid_token",
+			"error_description": "The access token provided is expired, revoked, malformed, or invalid for other reasons.",
+		})
+		return
+	}
+	writeError(w, http.StatusUnauthorized, "", "Unauthorized.")
 }

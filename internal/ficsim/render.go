@@ -430,3 +430,19 @@ func sortDocs(ds []*Document, keys []sortKey) {
 		return cmp.Compare(a.ID, b.ID)
 	})
 }
+
+// onlyListFields reports whether a fields parameter names only list fields
+// (payments_list, items_list).
+func onlyListFields(fields string) bool {
+	if fields == "" {
+		return false
+	}
+	for _, f := range strings.Split(fields, ",") {
+		switch strings.TrimSpace(f) {
+		case "payments_list", "items_list":
+		default:
+			return false
+		}
+	}
+	return true
+}

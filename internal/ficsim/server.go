@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,18 +41,29 @@ type Config struct {
 	Issuer string // default https://api-v2.fattureincloud.it
 	// DefaultPerPage applies when per_page is absent (docs say 50, the spec 5).
 	DefaultPerPage int
-	// StrictFilters refuses q filters and sorts on fields outside the
-	// documented filterable/sortable lists (default true via NewDefault).
+	// LaxFilters accepts q filters and sorts on fields outside the
+	// third-party filterable/sortable lists (unverified, so strict by
+	// default).
 	LaxFilters bool
-	// RequireHTTPSSinks refuses http:// webhook sinks as FIC does. Off by
-	// default so the local demo can use http://127.0.0.1.
-	RequireHTTPSSinks bool
-	Quotas            QuotaConfig
-	Faults            Faults
+	// Lenient turns off the behaviours that users observed on real FIC but
+	// that no document states (see docs/fic-facts.md): LaxFilters, a 500 for
+	// fields made only of list fields (fields=payments_list,
+	// fattureincloud/api#325), and the OAuth-shaped 401 body for a refused
+	// token. The sandbox is strict by default: never kinder than FIC.
+	Lenient bool
+	// AllowHTTPSinks accepts http:// webhook sinks. FIC refuses them, so
+	// does the sandbox by default; the local demo and tests whose poller
+	// listens on plain http turn this on.
+	AllowHTTPSinks bool
+	Quotas         QuotaConfig
+	Faults         Faults
 	// WebhookRetryBase is the first retry interval of a failed delivery
 	// (doubling; 4 attempts in total as FIC documents). Default 2s.
 	WebhookRetryBase time.Duration
 	WebhookKey       *ecdsa.PrivateKey // default: generated
+	// WebhookRootCAs are the CAs trusted for https sinks (default: the
+	// system's), e.g. an httptest TLS server's certificate in tests.
+	WebhookRootCAs *x509.CertPool
 	// FilesURL is the sandbox's own base URL for documents' PDF links
 	// (`url`); empty: the spec example's bare file name (see files.go).
 	FilesURL string
@@ -123,6 +135,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Lenient {
+		cfg.LaxFilters = true
+	}
 	cfg.Quotas.setDefaults()
 	if cfg.WebhookKey == nil {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -186,6 +201,7 @@ func (s *Server) Handler() http.Handler {
 	api("GET /c/{cid}/bin/issued_documents/{id}", "get_bin_issued_document", anyDocScope, s.handleBinGet)
 	api("DELETE /c/{cid}/bin/issued_documents/{id}", "delete_bin_issued_document", s.binWriteScope, s.handleBinDelete)
 	api("POST /c/{cid}/bin/issued_documents/{id}/recover", "recover_bin_issued_document", s.binWriteScope, s.handleBinRecover)
+	api("GET /c/{cid}/entities/clients/{id}", "get_client", func(*http.Request) []string { return []string{"entity.clients:r"} }, s.handleClientGet)
 	api("GET /c/{cid}/info/payment_accounts", "payment_accounts", nil, s.handlePaymentAccounts)
 	api("GET /c/{cid}/subscriptions", "subscriptions", nil, s.handleSubList)
 	api("POST /c/{cid}/subscriptions", "subscriptions", nil, s.handleSubCreate)
@@ -331,6 +347,12 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		page = n
+	}
+	if onlyListFields(q.Get("fields")) && !s.cfg.Lenient {
+		// Observed on FIC (fattureincloud/api#325): fields made only of
+		// list fields fail with a 500; adding any plain field (id) works.
+		writeError(w, http.StatusInternalServerError, "", "An unexpected error occurred. Contact support for more information.")
+		return
 	}
 	render, err := renderer(q.Get("fieldset"), q.Get("fields"), true)
 	if err != nil {

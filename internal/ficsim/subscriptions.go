@@ -36,7 +36,7 @@ func readSubRequest(w http.ResponseWriter, r *http.Request) (subRequest, bool) {
 // and warnings for the dropped ones.
 func (s *Server) validateSub(w http.ResponseWriter, r *http.Request, c *company, req subRequest, self string) ([]string, []string, bool) {
 	u, err := url.Parse(req.Data.Sink)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && (s.cfg.RequireHTTPSSinks || u.Scheme != "http")) {
+	if err != nil || u.Host == "" || (u.Scheme != "https" && (!s.cfg.AllowHTTPSinks || u.Scheme != "http")) {
 		writeValidation(w, "data.sink", "The sink must be a valid HTTPS URL.")
 		return nil, nil, false
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -72,9 +73,11 @@ type notification struct {
 func newWebhooks(s *Server) *webhooks {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &webhooks{s: s, ctx: ctx, cancel: cancel, queues: map[string]chan notification{},
-		client: &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse // 3xx is a non-retryable failure, not followed
-		}}}
+		client: &http.Client{Timeout: 10 * time.Second,
+			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.cfg.WebhookRootCAs, MinVersion: tls.VersionTLS12}},
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse // 3xx is a non-retryable failure, not followed
+			}}}
 }
 
 func (wh *webhooks) close() {
@@ -143,7 +146,11 @@ func docEventType(docType, action string) string {
 // notify enqueues a change for every verified subscription of the company
 // that covers the type. Called with s.mu held.
 func (s *Server) notifyLocked(c *company, docType, action string, ids ...int64) {
-	typ := docEventType(docType, action)
+	s.notifyTypeLocked(c, docEventType(docType, action), ids...)
+}
+
+// notifyTypeLocked enqueues a notification of type typ. Called with s.mu held.
+func (s *Server) notifyTypeLocked(c *company, typ string, ids ...int64) {
 	for _, sub := range c.subs {
 		if !sub.Verified || !slices.Contains(sub.Types, typ) {
 			continue

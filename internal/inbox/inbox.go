@@ -130,6 +130,12 @@ type Handler struct {
 	// ("verified", "accepted", "duplicate", "refused", "invalid", "error")
 	// and the notification's age (webhook lag).
 	Observe func(outcome string, lag time.Duration)
+	// Contacts, if set, drops the cached contacts of the clients an
+	// entities.clients.update names (package contacts), so the next
+	// reminder reads them again from FIC.
+	Contacts interface {
+		Invalidate(ctx context.Context, cid int64, clientIDs ...int64) error
+	}
 }
 
 func (h *Handler) observe(outcome string, lag time.Duration) {
@@ -185,6 +191,18 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, now time.Time) {
 		h.Log.Warn("webhook refused: JWT does not belong to this notification", "event_id", n.ID)
 		h.observe("refused", 0)
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if n.Type == fic.EventClientUpdate && h.Contacts != nil {
+		if err := h.Contacts.Invalidate(r.Context(), n.CompanyID, n.IDs...); err != nil {
+			// Not applied: FIC retries on 5xx.
+			h.Log.Error("client update not applied", "event_id", n.ID, "company_id", n.CompanyID, "error", err)
+			h.observe("error", 0)
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		h.observe("accepted", 0)
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	if n.Type == fic.EventWelcome || !slices.Contains(fic.ReceivablesEventTypes, n.Type) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/incasso-io/incasso/internal/contacts"
 	"github.com/incasso-io/incasso/internal/dunning"
 )
 
@@ -210,6 +211,52 @@ func (m *Modes) Get(ctx context.Context, cid int64) (dunning.ModeRecord, error) 
 func (m *Modes) Put(ctx context.Context, cid int64, r dunning.ModeRecord) error {
 	if _, err := m.KV.Put(ctx, strconv.FormatInt(cid, 10), mustJSON(r)); err != nil {
 		return fmt.Errorf("kvstore: put mode of %d: %w", cid, err)
+	}
+	return nil
+}
+
+// ContactsBucket caches FIC clients' current contacts (see package
+// contacts), shared by the poller (which invalidates on FIC's
+// entities.clients.update webhook) and dunning (which reads through).
+const ContactsBucket = "incasso_fic_clients"
+
+// Contacts implements contacts.Store under <company>.<client>.
+type Contacts struct{ KV jetstream.KeyValue }
+
+var _ contacts.Store = (*Contacts)(nil)
+
+// NewContacts opens the bucket.
+func NewContacts(ctx context.Context, js jetstream.JetStream, c BucketConfig) (*Contacts, error) {
+	kv, err := bucket(ctx, js, ContactsBucket, "FIC clients' current contacts, read through by dunning, invalidated by webhook", c)
+	return &Contacts{KV: kv}, err
+}
+
+func contactKey(cid, id int64) string {
+	return strconv.FormatInt(cid, 10) + "." + strconv.FormatInt(id, 10)
+}
+
+// Get implements contacts.Store.
+func (s *Contacts) Get(ctx context.Context, cid, id int64) (contacts.Entry, error) {
+	var e contacts.Entry
+	rev, err := getJSON(ctx, s.KV, contactKey(cid, id), &e)
+	if err == nil && rev == 0 {
+		return e, contacts.ErrNotFound
+	}
+	return e, err
+}
+
+// Put implements contacts.Store.
+func (s *Contacts) Put(ctx context.Context, cid int64, e contacts.Entry) error {
+	if _, err := s.KV.Put(ctx, contactKey(cid, e.Client.ID), mustJSON(e)); err != nil {
+		return fmt.Errorf("kvstore: put contacts of client %d: %w", e.Client.ID, err)
+	}
+	return nil
+}
+
+// Delete implements contacts.Store (absent is not an error).
+func (s *Contacts) Delete(ctx context.Context, cid, id int64) error {
+	if err := s.KV.Delete(ctx, contactKey(cid, id)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("kvstore: delete contacts of client %d: %w", id, err)
 	}
 	return nil
 }

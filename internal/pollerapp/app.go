@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/incasso-io/incasso/internal/contacts"
 	"github.com/incasso-io/incasso/internal/events"
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/inbox"
@@ -131,6 +132,8 @@ func (m *Main) Run(ctx context.Context) error {
 		holds   *kvstore.Holds
 		owners  *kvstore.Owners
 		batches *kvstore.Batches
+		// contactStore is invalidated on entities.clients.update.
+		contactStore *kvstore.Contacts
 	)
 	err = natsrv.Retry(ctx, func(ctx context.Context) error {
 		if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas, MaxAge: cfg.EventsMaxAge, Duplicates: cfg.EventsDedup}); err != nil {
@@ -150,6 +153,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		if batches, err = kvstore.NewBatches(ctx, js, bc); err != nil {
+			return err
+		}
+		if contactStore, err = kvstore.NewContacts(ctx, js, bc); err != nil {
 			return err
 		}
 		if err := inbox.Ensure(ctx, js, cfg.Replicas); err != nil {
@@ -309,7 +315,7 @@ func (m *Main) Run(ctx context.Context) error {
 	} else {
 		log.Warn("POLLER_PUBLIC_URL is unset: webhooks are accepted without an audience check and no subscription is created; scans reconcile alone")
 	}
-	hook := &inbox.Handler{JS: js, Log: log, Observe: met.observeWebhook,
+	hook := &inbox.Handler{JS: js, Log: log, Observe: met.observeWebhook, Contacts: &contacts.Cache{Store: contactStore},
 		Verifier: &fic.Verifier{Key: key, Audience: sink, AppID: cfg.FICWebhookAppID, Leeway: max(cfg.WebhookLeeway, time.Nanosecond)}}
 
 	mux := http.NewServeMux()

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,12 +24,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/incasso-io/incasso/internal/contacts"
 	"github.com/incasso-io/incasso/internal/events"
 	"github.com/incasso-io/incasso/internal/ficsim"
 	"github.com/incasso-io/incasso/internal/ficsimtest"
 	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/natsrv"
 	"github.com/incasso-io/incasso/internal/natstest"
+	"github.com/incasso-io/incasso/internal/receivables"
 )
 
 type lockedBuf struct {
@@ -138,7 +141,7 @@ func waitFor(t *testing.T, what string, d time.Duration, f func() bool) {
 
 func TestPollerEndToEndWithWebhooks(t *testing.T) {
 	priv, pub := webhookKey(t)
-	sim, fsrv := ficsimtest.Start(t, ficsim.Config{Seed: 5, Companies: 1, Invoices: 120, WebhookKey: priv, WebhookRetryBase: 100 * time.Millisecond})
+	sim, fsrv := ficsimtest.Start(t, ficsim.Config{Seed: 5, Companies: 1, Invoices: 120, WebhookKey: priv, WebhookRetryBase: 100 * time.Millisecond, AllowHTTPSinks: true})
 	cid := sim.CompanyIDs()[0]
 	httpAddr := freeAddr(t)
 	var logs lockedBuf
@@ -231,6 +234,29 @@ func TestPollerEndToEndWithWebhooks(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := sim.Stats()[cid]["get_issued_document"]; n != 0 {
 		t.Errorf("a client notification fetched %d documents", n)
+	}
+	// A client edited in FIC: the subscription covers entities.clients.update
+	// and the poller drops the cached contacts, with no FIC request, so
+	// the next reminder reads today's e-mail and PEC.
+	store, err := kvstore.NewContacts(context.Background(), js, kvstore.BucketConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := docs[0].Client
+	if err := store.Put(context.Background(), cid, contacts.Entry{Client: receivables.Client{ID: cl.ID, Email: cl.Email}, FetchedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	sim.ResetStats()
+	email := "nuova@example.it"
+	if _, err := sim.UpdateClient(cid, cl.ID, ficsim.ClientUpdate{Email: &email}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "cached contacts dropped on entities.clients.update", 10*time.Second, func() bool {
+		_, err := store.Get(context.Background(), cid, cl.ID)
+		return errors.Is(err, contacts.ErrNotFound)
+	})
+	if n := len(sim.Stats()[cid]); n != 0 {
+		t.Errorf("a client update cost FIC requests: %v", sim.Stats()[cid])
 	}
 	// The subscription's health is in /readyz's detail and the metrics.
 	waitFor(t, "subscription health", 10*time.Second, func() bool {

@@ -54,6 +54,26 @@ type Client struct {
 	Language   string `json:"language,omitempty"`
 }
 
+// WithContactsOf returns the client of an invoice (c, a snapshot taken
+// when it was issued) with the contacts of cur, the client's record today:
+// e-mail and PEC as they are now (an address removed in FIC is not used),
+// and the phone and postal address where the record has them. The name
+// stays the invoice's: a letter is about that document.
+func (c Client) WithContactsOf(cur Client) Client {
+	out := c
+	out.Email, out.PEC = cur.Email, cur.PEC
+	if cur.Phone != "" {
+		out.Phone = cur.Phone
+	}
+	if cur.Address != "" || cur.City != "" {
+		out.Address, out.PostalCode, out.City, out.Province = cur.Address, cur.PostalCode, cur.City, cur.Province
+		if cur.Country != "" {
+			out.Country = cur.Country
+		}
+	}
+	return out
+}
+
 // Invoice is Incasso's view of an issued invoice or credit note: what the
 // receivables events carry and what the snapshot store keeps.
 type Invoice struct {

@@ -501,7 +501,7 @@ func runDifferential(t *testing.T, mode diffMode, seed uint64, rounds int) diffR
 		bin = binary(t, "poller")
 	}
 	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: seed, Companies: 1, Invoices: 12, Quotas: ficsim.QuotaConfig{Off: true},
-		WebhookRetryBase: 50 * time.Millisecond})
+		WebhookRetryBase: 50 * time.Millisecond, AllowHTTPSinks: true}) // the poller listens on plain http here
 	ns, _, js := natstest.MustRunJetStream(t)
 	cid := sim.CompanyIDs()[0]
 	api := simAPI{t: t, base: srv.URL, cid: cid}

@@ -55,11 +55,12 @@ type Result struct {
 // Reconciler remembers the verification requests it made per
 // subscription (FIC allows MaxVerifyTries).
 type Reconciler struct {
-	Types []string // default fic.ReceivablesEventTypes
+	Types []string // default fic.SubscribedEventTypes
 	Now   func() time.Time
 
-	mu    sync.Mutex
-	tries map[string][]time.Time
+	mu      sync.Mutex
+	tries   map[string][]time.Time
+	dropped map[int64][]string // per company, types FIC refused (e.g. a scope the token lacks)
 }
 
 func (r *Reconciler) now() time.Time {
@@ -84,8 +85,15 @@ func ours(s fic.Subscription, types []string) bool {
 func (r *Reconciler) Reconcile(ctx context.Context, api API, cid int64, sink string) Result {
 	types := r.Types
 	if len(types) == 0 {
-		types = fic.ReceivablesEventTypes
+		types = fic.SubscribedEventTypes
 	}
+	r.mu.Lock()
+	if d := r.dropped[cid]; len(d) > 0 {
+		// FIC dropped these on the last create or move (it answers with a
+		// warning): asking again at every check would PUT forever.
+		types = slices.DeleteFunc(slices.Clone(types), func(t string) bool { return slices.Contains(d, t) })
+	}
+	r.mu.Unlock()
 	subs, err := api.ListSubscriptions(ctx, cid)
 	if err != nil {
 		return Result{State: Failed, Err: fmt.Errorf("list subscriptions: %w", err)}
@@ -96,6 +104,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, api API, cid int64, sink str
 		if err != nil {
 			return Result{State: Failed, Err: fmt.Errorf("create subscription: %w", err)}
 		}
+		r.noteDropped(cid, types, s.Types)
 		return Result{State: stateOf(s), ID: s.ID, Action: "created"}
 	}
 	sub := subs[i]
@@ -109,6 +118,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, api API, cid int64, sink str
 			return Result{State: Failed, ID: sub.ID, Err: fmt.Errorf("move subscription %s to %s: %w", sub.ID, sink, err)}
 		}
 		r.forget(sub.ID)
+		r.noteDropped(cid, types, s.Types)
 		return Result{State: stateOf(s), ID: s.ID, Action: "moved"}
 	}
 	if sub.Verified {
@@ -159,6 +169,25 @@ func (r *Reconciler) mayVerify(id string) verdict {
 	}
 	r.tries[id] = append(t, now)
 	return mayAsk
+}
+
+// noteDropped remembers which asked types FIC's answer left out.
+func (r *Reconciler) noteDropped(cid int64, asked, got []string) {
+	if len(got) == 0 {
+		return // an answer without types: nothing learned
+	}
+	var d []string
+	for _, t := range asked {
+		if !slices.Contains(got, t) {
+			d = append(d, t)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dropped == nil {
+		r.dropped = map[int64][]string{}
+	}
+	r.dropped[cid] = append(r.dropped[cid], d...)
 }
 
 func (r *Reconciler) forget(id string) {

@@ -41,7 +41,7 @@ func sink(t *testing.T, key *fic.Verifier, refusals *atomic.Int32) *httptest.Ser
 // with a PUT instead of a second subscription; unverified, FIC is asked
 // to verify it again within its limits.
 func TestReconcileKeepsTheSubscriptionWorking(t *testing.T) {
-	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: 1, Companies: 1, Invoices: 3, WebhookRetryBase: time.Millisecond})
+	sim, srv := ficsimtest.Start(t, ficsim.Config{Seed: 1, Companies: 1, Invoices: 3, WebhookRetryBase: time.Millisecond, AllowHTTPSinks: true})
 	cid := sim.CompanyIDs()[0]
 	api, err := fic.New(fic.Config{BaseURL: srv.URL, RetryBase: time.Millisecond, Quotas: fic.NewQuotas(fic.Limits{Disabled: true}, nil)}, fic.StaticToken(sim.Token()))
 	if err != nil {
@@ -89,7 +89,7 @@ func TestReconcileKeepsTheSubscriptionWorking(t *testing.T) {
 	if up := r.Reconcile(ctx, api, cid, b.URL); up.Action != "moved" {
 		t.Fatalf("types: %+v", up)
 	}
-	if subs, _ := api.ListSubscriptions(ctx, cid); len(subs) != 1 || len(subs[0].Types) != len(fic.ReceivablesEventTypes) {
+	if subs, _ := api.ListSubscriptions(ctx, cid); len(subs) != 1 || len(subs[0].Types) != len(fic.SubscribedEventTypes) {
 		t.Fatalf("subscription types: %+v", subs)
 	}
 	eventually(webhooksub.Verified, b.URL)
@@ -120,5 +120,62 @@ func TestReconcileKeepsTheSubscriptionWorking(t *testing.T) {
 	}
 	if res := r.Reconcile(ctx, api, cid, b.URL); res.State != webhooksub.GaveUp || res.Err == nil {
 		t.Fatalf("after %d tries: %+v", webhooksub.MaxVerifyTries, res)
+	}
+}
+
+// dropsClients is FIC for a token without entity.clients:r: it keeps every
+// type but the clients' one, with a warning.
+type dropsClients struct {
+	sub      fic.Subscription
+	modified int
+}
+
+func (d *dropsClients) keep(s fic.Subscription) fic.Subscription {
+	var kept []string
+	for _, t := range s.Types {
+		if t != fic.EventClientUpdate {
+			kept = append(kept, t)
+		}
+	}
+	s.Types, s.Verified = kept, true
+	if s.ID == "" {
+		s.ID = "sub-1"
+	}
+	return s
+}
+func (d *dropsClients) ListSubscriptions(context.Context, int64) ([]fic.Subscription, error) {
+	if d.sub.ID == "" {
+		return nil, nil
+	}
+	return []fic.Subscription{d.sub}, nil
+}
+func (d *dropsClients) CreateSubscription(_ context.Context, _ int64, s fic.Subscription) (fic.Subscription, fic.Warnings, error) {
+	d.sub = d.keep(s)
+	return d.sub, fic.Warnings{"The '" + fic.EventClientUpdate + "' event needs the entity.clients:r scope"}, nil
+}
+func (d *dropsClients) ModifySubscription(_ context.Context, _ int64, s fic.Subscription) (fic.Subscription, fic.Warnings, error) {
+	d.modified++
+	d.sub = d.keep(s)
+	return d.sub, nil, nil
+}
+func (d *dropsClients) VerifySubscription(context.Context, int64, string, string) error { return nil }
+
+// A type FIC refuses (a scope the token lacks) is not asked for again at
+// every check: without this, each reconciliation would PUT the
+// subscription forever.
+func TestDroppedTypeIsNotAskedForever(t *testing.T) {
+	api := &dropsClients{}
+	r := &webhooksub.Reconciler{}
+	ctx := context.Background()
+	if res := r.Reconcile(ctx, api, 1, "https://incasso.example/webhooks"); res.Action != "created" {
+		t.Fatalf("first: %+v", res)
+	}
+	for i := 0; i < 3; i++ {
+		if res := r.Reconcile(ctx, api, 1, "https://incasso.example/webhooks"); res.State != webhooksub.Verified || res.Action != "" {
+			t.Fatalf("check %d: %+v", i, res)
+		}
+	}
+	if api.modified != 0 {
+		t.Errorf("%d PUTs for a type FIC refuses", api.modified)
 	}
 }

@@ -7,19 +7,24 @@
 // answers filtered lists the way FIC does. Keeping both in one package means
 // String and Parse are tested (and fuzzed) as inverses.
 //
-// Grammar:
+// The grammar is FIC's own, fattureincloud/api-filter grammar/ApiFilter.g4
+// (parse.go follows it token for token):
 //
 //	expr    = term { ("or"|"OR") term }
 //	term    = factor { ("and"|"AND") factor }
 //	factor  = "(" expr ")" | cond
 //	cond    = field op value
-//	        | field "is" ["not"] "null"
+//	        | field ("="|"is"|"IS") null | field ("<>"|"!="|"is not") null
 //	        | field patop string
 //	op      = "=" | "<>" | "!=" | ">" | ">=" | "<" | "<="
-//	patop   = "like" | "not like" | "contains" | "not contains" | "starts with" | "ends with"
-//	value   = 'string' | true | false | null | integer | decimal
+//	patop   = like | not like | contains | not contains | starts with | ends with
+//	value   = 'string' | true | false | digits | digits "." digits
+//	field   = [a-z] ( [a-z_.]* [a-z] )?
 //
-// There is no date literal: dates compare as strings ('2025-01-01').
+// Keywords are all lowercase or all uppercase; true and false only
+// lowercase. Numbers are unsigned and field names have no digits, so Where
+// panics on a negative number or such a field (programming errors). There
+// is no date literal: dates compare as strings ('2025-01-01').
 package filter
 
 import (
@@ -92,7 +97,9 @@ func (v Value) IsNull() bool      { return v.Kind == KindNull }
 func quote(s string) string       { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 func fieldOK(f string) bool       { return fieldRE.MatchString(f) }
 
-var fieldRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$`)
+// fieldRE is the grammar's FIELD token: lowercase letters with '_' and
+// '.' inside, no digits.
+var fieldRE = regexp.MustCompile(`^[a-z]([a-z_.]*[a-z])?$`)
 
 // String renders the literal as FIC expects it.
 func (v Value) String() string {
@@ -182,8 +189,17 @@ func Where(field string, op Op, v any) Cond {
 	if op.isPattern() && val.Kind != KindString {
 		panic(fmt.Sprintf("filter: operator %q needs a string", op))
 	}
-	if op == IsNull || op == IsNotNull {
+	if val.Kind == KindNumber && val.Num.IsNegative() {
+		panic(fmt.Sprintf("filter: FIC's grammar has no negative numbers (%s %s %s)", field, op, val.Num))
+	}
+	switch op {
+	case IsNull, IsNotNull:
 		val = Null()
+	case Eq, Ne:
+	default:
+		if val.IsNull() {
+			panic(fmt.Sprintf("filter: null compares only with =, <>, is null or is not null, not %q", op))
+		}
 	}
 	return Cond{Field: field, Op: op, Value: val}
 }
@@ -366,6 +382,18 @@ func (o Or) fields(y func(string)) {
 	for _, e := range o {
 		e.fields(y)
 	}
+}
+
+// Check reports whether FIC's grammar accepts the expression's rendering.
+// The client calls it before sending, so a filter built by hand (a Cond
+// literal, an empty And) fails here with a clear error instead of as a 400
+// from FIC.
+func Check(e Expr) error {
+	s := e.String()
+	if _, err := Parse(s); err != nil {
+		return fmt.Errorf("filter %q: %w", s, err)
+	}
+	return nil
 }
 
 // Fields returns the field names an expression refers to, in order, with

@@ -130,3 +130,106 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestOfficialGrammar pins Parse to fattureincloud/api-filter's
+// ApiFilter.g4: what FIC accepts, and what it refuses that a looser parser
+// (this package's before it followed the grammar) let through.
+func TestOfficialGrammar(t *testing.T) {
+	accept := map[string]string{
+		"entity.name = 'x' AND number > 1": "entity.name = 'x' and number > 1",
+		"a = 1 OR b = 2":                   "a = 1 or b = 2",
+		"a IS NULL":                        "a is null",
+		"a IS NOT NULL":                    "a is not null",
+		"a = NULL":                         "a is null",
+		"a <> null":                        "a is not null",
+		"a != null":                        "a is not null",
+		"a LIKE 'x%'":                      "a like 'x%'",
+		"a NOT CONTAINS 'x'":               "a not contains 'x'",
+		"a startswith 'x'":                 "a starts with 'x'",
+		"a STARTS   WITH 'x'":              "a starts with 'x'",
+		"a ends WITH 'x'":                  "a ends with 'x'",
+		"a = ''":                           "a = ''",
+		"a = ''''":                         "a = ''''",
+		"a = 12.50":                        "a = 12.5",
+		"is_marked = true":                 "is_marked = true",
+		"andy = 1 and orb = 2":             "andy = 1 and orb = 2",
+		"ei_data.vat_kind = 'I'":           "ei_data.vat_kind = 'I'",
+		"(a = 1 or b = 2) and\tc = 3":      "(a = 1 or b = 2) and c = 3",
+		"a = 1 or b = 2 and c = 3":         "a = 1 or (b = 2 and c = 3)",
+		"next_due_date >= '2026-01-01' and a = 0.5": "next_due_date >= '2026-01-01' and a = 0.5",
+	}
+	for q, want := range accept {
+		e, err := filter.Parse(q)
+		if err != nil {
+			t.Errorf("Parse(%q): %v, FIC accepts it", q, err)
+			continue
+		}
+		if e.String() != want {
+			t.Errorf("Parse(%q) = %q, want %q", q, e.String(), want)
+		}
+	}
+	for _, q := range []string{
+		"a = 1 And b = 2",     // keywords are all lowercase or all uppercase
+		"a = 1 Or b = 2",      //
+		"a Is null",           //
+		"a = TRUE",            // booleans are lowercase only
+		"a = True",            //
+		"a = -1",              // numbers are unsigned
+		"a = +1",              //
+		"a = .5",              //
+		"a = 1.",              //
+		"a = 1e3",             // no exponent
+		"address_line2 = 'x'", // no digits in field names
+		"_a = 1",              // fields start with a letter
+		"a_ = 1",              // and end with one
+		"a. = 1",              //
+		"Entity.id = 1",       // lowercase only
+		"a like 1",            // patterns take a string
+		"a starts with 1",     //
+		"a >= null",           // null only with =, <>, !=, is
+		"a Like 'x'",          //
+		"a not like",          //
+		"a = 1 and",           //
+	} {
+		if _, err := filter.Parse(q); !errors.Is(err, filter.ErrSyntax) {
+			t.Errorf("Parse(%q): got %v, want ErrSyntax (FIC refuses it)", q, err)
+		}
+	}
+}
+
+// TestBuilderNeverEmitsWhatFICRefuses: the builder panics (a programming
+// error) instead of producing a filter FIC answers with 400, and Check
+// catches hand-built expressions.
+func TestBuilderNeverEmitsWhatFICRefuses(t *testing.T) {
+	for name, build := range map[string]func(){
+		"negative number": func() { filter.Where("amount_gross", filter.Gt, -5) },
+		"negative decimal": func() {
+			filter.Where("amount_gross", filter.Lt, decimal.RequireFromString("-0.5"))
+		},
+		"digit in field":   func() { filter.Where("line2", filter.Eq, "x") },
+		"trailing _":       func() { filter.Where("date_", filter.Eq, "x") },
+		"null with >":      func() { filter.Where("next_due_date", filter.Gt, nil) },
+		"pattern + number": func() { filter.Where("entity.name", filter.Like, 5) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Error("no panic")
+				}
+			}()
+			build()
+		})
+	}
+	for _, e := range []filter.Expr{
+		filter.And{},
+		filter.Cond{Field: "a1", Op: filter.Eq, Value: filter.Int(1)},
+		filter.Cond{Field: "a", Op: filter.Gt, Value: filter.Int(-1)},
+	} {
+		if err := filter.Check(e); !errors.Is(err, filter.ErrSyntax) {
+			t.Errorf("Check(%#v) = %v, want ErrSyntax", e, err)
+		}
+	}
+	if err := filter.Check(filter.Where("next_due_date", filter.IsNotNull, nil)); err != nil {
+		t.Error(err)
+	}
+}

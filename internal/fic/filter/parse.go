@@ -7,22 +7,123 @@ import (
 	"github.com/shopspring/decimal"
 )
 
+// The lexer and parser follow fattureincloud/api-filter grammar/ApiFilter.g4
+// token for token, because FIC parses q with it and refuses anything else:
+//
+//   - keywords are all lowercase or all uppercase (and, AND; And is an error);
+//     true and false are lowercase only;
+//   - FIELD is [a-z] ( [a-z_.]* [a-z] )? : no digits, no uppercase, no
+//     leading or trailing '_' or '.';
+//   - numbers are INT ([0-9]+) or INT '.' INT: no sign, no exponent;
+//   - STRING is '' or a quoted run with '' for a quote;
+//   - "starts with" and "ends with" are single tokens (spaces between the
+//     two words, any case pairing of the two words' lower/upper forms);
+//   - ANTLR's lexer takes the longest match, and on a tie the rule defined
+//     first, which makes keywords win over a FIELD of the same length.
+
 type tokKind int
 
 const (
 	tEOF tokKind = iota
-	tWord
+	tField
 	tString
-	tNumber
-	tOp
+	tInt
+	tDot
+	tOp // = > >= < <= <> !=
 	tLParen
 	tRParen
+	tAnd
+	tOr
+	tNot
+	tIs
+	tNull
+	tBool
+	tLike
+	tContains
+	tStartsWith
+	tEndsWith
+	tStarts // lexed (the grammar has the token) but never valid in a filter
+	tEnds
+	tWith
 )
 
 type token struct {
 	kind tokKind
 	text string
 	pos  int
+}
+
+// keywords maps each accepted spelling to its token. Only these exact
+// spellings are keywords (the grammar's ('and' | 'AND') alternatives).
+var keywords = map[string]tokKind{}
+
+func init() {
+	for w, k := range map[string]tokKind{
+		"and": tAnd, "or": tOr, "not": tNot, "is": tIs, "null": tNull,
+		"like": tLike, "contains": tContains, "starts": tStarts, "ends": tEnds, "with": tWith,
+	} {
+		keywords[w] = k
+		keywords[strings.ToUpper(w)] = k
+	}
+	keywords["true"] = tBool
+	keywords["false"] = tBool
+}
+
+func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
+func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// fieldLen is the length of the longest FIELD match at s[i:] (0 if none).
+func fieldLen(s string, i int) int {
+	if i >= len(s) || !isLower(s[i]) {
+		return 0
+	}
+	end, j := i+1, i+1
+	for j < len(s) && (isLower(s[j]) || s[j] == '_' || s[j] == '.') {
+		j++
+		if isLower(s[j-1]) {
+			end = j
+		}
+	}
+	return end - i
+}
+
+// wordLen is the length of the run of ASCII letters at s[i:].
+func wordLen(s string, i int) int {
+	j := i
+	for j < len(s) && (isLower(s[j]) || isUpper(s[j])) {
+		j++
+	}
+	return j - i
+}
+
+// keywordAt returns the longest keyword token at s[i:]: a keyword spelled
+// exactly, or "starts"/"ends" followed by spaces and "with" (one token).
+func keywordAt(s string, i int) (tokKind, int) {
+	n := wordLen(s, i)
+	// A keyword is a prefix of the letter run, e.g. "AND" in "ANDY" (then
+	// 'Y' fails to lex) or "is" in "is_marked" (then FIELD is longer).
+	bestK, bestN := tEOF, 0
+	for l := 1; l <= n; l++ {
+		if k, ok := keywords[s[i:i+l]]; ok {
+			bestK, bestN = k, l
+		}
+	}
+	if bestK == tStarts || bestK == tEnds {
+		j := i + bestN
+		for j < len(s) && s[j] == ' ' {
+			j++
+		}
+		if w := wordLen(s, j); w >= 4 {
+			if k, ok := keywords[s[j:j+4]]; ok && k == tWith {
+				if bestK == tStarts {
+					return tStartsWith, j + 4 - i
+				}
+				return tEndsWith, j + 4 - i
+			}
+		}
+	}
+	return bestK, bestN
 }
 
 func lex(s string) ([]token, error) {
@@ -38,6 +139,9 @@ func lex(s string) ([]token, error) {
 			i++
 		case c == ')':
 			out = append(out, token{tRParen, ")", i})
+			i++
+		case c == '.':
+			out = append(out, token{tDot, ".", i})
 			i++
 		case c == '\'':
 			start := i
@@ -60,10 +164,10 @@ func lex(s string) ([]token, error) {
 				i++
 			}
 			out = append(out, token{tString, b.String(), start})
-		case c == '=' || c == '<' || c == '>' || c == '!':
+		case c == '=' || c == '>' || c == '<' || c == '!':
 			start := i
 			op := string(c)
-			if i+1 < len(s) && (s[i+1] == '=' || (c == '<' && s[i+1] == '>')) {
+			if i+1 < len(s) && (s[i+1] == '=' && c != '=' || c == '<' && s[i+1] == '>') {
 				op += string(s[i+1])
 			}
 			if op == "!" {
@@ -71,19 +175,25 @@ func lex(s string) ([]token, error) {
 			}
 			i += len(op)
 			out = append(out, token{tOp, op, start})
-		case c == '-' || c == '+' || c == '.' || (c >= '0' && c <= '9'):
+		case isDigit(c):
 			start := i
-			i++
-			for i < len(s) && (s[i] == '.' || (s[i] >= '0' && s[i] <= '9')) {
+			for i < len(s) && isDigit(s[i]) {
 				i++
 			}
-			out = append(out, token{tNumber, s[start:i], start})
-		case c == '_' || (c|0x20 >= 'a' && c|0x20 <= 'z'):
-			start := i
-			for i < len(s) && (s[i] == '_' || s[i] == '.' || (s[i] >= '0' && s[i] <= '9') || (s[i]|0x20 >= 'a' && s[i]|0x20 <= 'z')) {
-				i++
+			out = append(out, token{tInt, s[start:i], start})
+		case isLower(c) || isUpper(c):
+			fl := fieldLen(s, i)
+			k, kl := keywordAt(s, i)
+			switch {
+			case kl > 0 && kl >= fl:
+				out = append(out, token{k, s[i : i+kl], i})
+				i += kl
+			case fl > 0:
+				out = append(out, token{tField, s[i : i+fl], i})
+				i += fl
+			default:
+				return nil, fmt.Errorf("%w: unexpected %q at offset %d (keywords are all lowercase or all uppercase, field names lowercase)", ErrSyntax, c, i)
 			}
-			out = append(out, token{tWord, s[start:i], start})
 		default:
 			return nil, fmt.Errorf("%w: unexpected %q at offset %d", ErrSyntax, c, i)
 		}
@@ -98,12 +208,9 @@ type parser struct {
 
 func (p *parser) peek() token { return p.toks[p.i] }
 func (p *parser) next() token { t := p.toks[p.i]; p.i++; return t }
-func (p *parser) isWord(w string) bool {
-	t := p.peek()
-	return t.kind == tWord && strings.EqualFold(t.text, w)
-}
 
-// Parse parses a `q` string. Errors wrap ErrSyntax and give the offset.
+// Parse parses a `q` string with FIC's grammar. Errors wrap ErrSyntax and
+// give the offset.
 func Parse(q string) (Expr, error) {
 	if len(q) > 4096 {
 		return nil, fmt.Errorf("%w: filter longer than 4096 bytes", ErrSyntax)
@@ -125,6 +232,8 @@ func Parse(q string) (Expr, error) {
 
 const maxDepth = 32
 
+// expr: and binds tighter than or (the grammar lists the conjunction
+// alternative first, which gives it precedence in ANTLR).
 func (p *parser) expr(depth int) (Expr, error) {
 	var terms Or
 	for {
@@ -133,7 +242,7 @@ func (p *parser) expr(depth int) (Expr, error) {
 			return nil, err
 		}
 		terms = append(terms, t)
-		if !p.isWord("or") {
+		if p.peek().kind != tOr {
 			break
 		}
 		p.next()
@@ -152,7 +261,7 @@ func (p *parser) term(depth int) (Expr, error) {
 			return nil, err
 		}
 		fs = append(fs, f)
-		if !p.isWord("and") {
+		if p.peek().kind != tAnd {
 			break
 		}
 		p.next()
@@ -167,8 +276,7 @@ func (p *parser) factor(depth int) (Expr, error) {
 	if depth > maxDepth {
 		return nil, fmt.Errorf("%w: nesting deeper than %d", ErrSyntax, maxDepth)
 	}
-	t := p.peek()
-	if t.kind == tLParen {
+	if p.peek().kind == tLParen {
 		p.next()
 		e, err := p.expr(depth + 1)
 		if err != nil {
@@ -184,96 +292,97 @@ func (p *parser) factor(depth int) (Expr, error) {
 
 func (p *parser) cond() (Expr, error) {
 	f := p.next()
-	if f.kind != tWord || !fieldOK(f.text) {
-		return nil, fmt.Errorf("%w: want a field name at offset %d, got %q", ErrSyntax, f.pos, f.text)
+	if f.kind != tField {
+		return nil, fmt.Errorf("%w: want a field name (lowercase letters, '_' and '.') at offset %d, got %q", ErrSyntax, f.pos, f.text)
 	}
 	c := Cond{Field: f.text}
 	t := p.next()
-	switch {
-	case t.kind == tOp:
+	switch t.kind {
+	case tOp:
 		c.Op = Op(t.text)
 		if c.Op == "!=" {
 			c.Op = Ne
+		}
+		if p.peek().kind == tNull {
+			// emptyfield: FIELD (EQ | IS) NULL; filledfield: FIELD (NEQ | IS NOT) NULL
+			p.next()
+			switch c.Op {
+			case Eq:
+				c.Op = IsNull
+			case Ne:
+				c.Op = IsNotNull
+			default:
+				return nil, fmt.Errorf("%w: null compares only with =, <> or != (offset %d)", ErrSyntax, t.pos)
+			}
+			return c, nil
 		}
 		v, err := p.value()
 		if err != nil {
 			return nil, err
 		}
 		c.Value = v
-		if v.IsNull() && c.Op != Eq && c.Op != Ne {
-			return nil, fmt.Errorf("%w: null compares only with =, <> or != (offset %d)", ErrSyntax, t.pos)
-		}
 		return c, nil
-	case t.kind == tWord && strings.EqualFold(t.text, "is"):
+	case tIs:
 		c.Op = IsNull
-		if p.isWord("not") {
+		if p.peek().kind == tNot {
 			p.next()
 			c.Op = IsNotNull
 		}
-		if !p.isWord("null") {
-			return nil, fmt.Errorf("%w: want null at offset %d", ErrSyntax, p.peek().pos)
+		if n := p.next(); n.kind != tNull {
+			return nil, fmt.Errorf("%w: want null at offset %d", ErrSyntax, n.pos)
 		}
-		p.next()
 		return c, nil
-	case t.kind == tWord:
-		w := strings.ToLower(t.text)
-		switch w {
-		case "not":
-			n := p.next()
-			switch strings.ToLower(n.text) {
-			case "like":
-				c.Op = NotLike
-			case "contains":
-				c.Op = NotContains
-			default:
-				return nil, fmt.Errorf("%w: want like or contains after not at offset %d", ErrSyntax, n.pos)
-			}
-		case "like":
-			c.Op = Like
-		case "contains":
-			c.Op = Contains
-		case "starts", "ends":
-			if !p.isWord("with") {
-				return nil, fmt.Errorf("%w: want 'with' after %q at offset %d", ErrSyntax, t.text, p.peek().pos)
-			}
-			p.next()
-			c.Op = StartsWith
-			if w == "ends" {
-				c.Op = EndsWith
-			}
+	case tNot:
+		switch n := p.next(); n.kind {
+		case tLike:
+			c.Op = NotLike
+		case tContains:
+			c.Op = NotContains
 		default:
-			return nil, fmt.Errorf("%w: unknown operator %q at offset %d", ErrSyntax, t.text, t.pos)
+			return nil, fmt.Errorf("%w: want like or contains after not at offset %d", ErrSyntax, n.pos)
 		}
-		s := p.next()
-		if s.kind != tString {
-			return nil, fmt.Errorf("%w: operator %q needs a quoted string at offset %d", ErrSyntax, c.Op, s.pos)
-		}
-		c.Value = Str(s.text)
-		return c, nil
+	case tLike:
+		c.Op = Like
+	case tContains:
+		c.Op = Contains
+	case tStartsWith:
+		c.Op = StartsWith
+	case tEndsWith:
+		c.Op = EndsWith
+	default:
+		return nil, fmt.Errorf("%w: want an operator at offset %d, got %q", ErrSyntax, t.pos, t.text)
 	}
-	return nil, fmt.Errorf("%w: want an operator at offset %d, got %q", ErrSyntax, t.pos, t.text)
+	s := p.next()
+	if s.kind != tString {
+		return nil, fmt.Errorf("%w: operator %q needs a quoted string at offset %d", ErrSyntax, c.Op, s.pos)
+	}
+	c.Value = Str(s.text)
+	return c, nil
 }
 
+// value: BOOL | STRING | INT | INT DOT INT.
 func (p *parser) value() (Value, error) {
 	t := p.next()
 	switch t.kind {
 	case tString:
 		return Str(t.text), nil
-	case tNumber:
-		d, err := decimal.NewFromString(t.text)
+	case tBool:
+		return Bool(t.text == "true"), nil
+	case tInt:
+		text := t.text
+		if p.peek().kind == tDot {
+			p.next()
+			frac := p.next()
+			if frac.kind != tInt {
+				return Value{}, fmt.Errorf("%w: want digits after '.' at offset %d", ErrSyntax, frac.pos)
+			}
+			text += "." + frac.text
+		}
+		d, err := decimal.NewFromString(text)
 		if err != nil {
-			return Value{}, fmt.Errorf("%w: bad number %q at offset %d", ErrSyntax, t.text, t.pos)
+			return Value{}, fmt.Errorf("%w: bad number %q at offset %d", ErrSyntax, text, t.pos)
 		}
 		return Num(d), nil
-	case tWord:
-		switch strings.ToLower(t.text) {
-		case "true":
-			return Bool(true), nil
-		case "false":
-			return Bool(false), nil
-		case "null":
-			return Null(), nil
-		}
 	}
-	return Value{}, fmt.Errorf("%w: want a value at offset %d, got %q", ErrSyntax, t.pos, t.text)
+	return Value{}, fmt.Errorf("%w: want a value (a quoted string, true, false or an unsigned number) at offset %d, got %q", ErrSyntax, t.pos, t.text)
 }

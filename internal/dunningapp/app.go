@@ -176,7 +176,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	quotas := fic.NewQuotas(cfg.FICLimits, nil)
+	quotas, err := kvstore.SharedQuotas(ctx, js, cfg.FICLimits, kvstore.BucketConfig{Replicas: cfg.Replicas}, log)
+	if err != nil {
+		return err
+	}
 	ficDir, err := newFICClients(ctx, cfg, js, log, func(creds fic.Credentials) (*fic.Client, error) {
 		return fic.New(fic.Config{BaseURL: cfg.FICBaseURL, Logger: log, Quotas: quotas}, creds)
 	})

@@ -262,7 +262,7 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 		case resp.StatusCode == http.StatusForbidden:
 			if quotaExhausted(resp.Header, apiErr) {
 				reset := c.cfg.Now().Add(apiErr.RetryAfter)
-				c.cfg.Quotas.pause(r.company, reset)
+				c.cfg.Quotas.pauseAll(ctx, r.company, reset)
 				apiErr.kind = ErrQuotaExhausted
 				return &QuotaError{APIError: apiErr, CompanyID: r.company, ResetAt: reset}
 			}

@@ -24,6 +24,16 @@ type Limits struct {
 	ShortEvery time.Duration `env:"FIC_SHORT_TERM_WINDOW" envDefault:"5m"`
 	Burst      int           `env:"FIC_BURST" envDefault:"20"`
 	Disabled   bool          `env:"FIC_CLIENT_LIMITS_DISABLED"` // no client-side limiting (ficsim with quotas off)
+	// Shared makes every process reserve its requests from one budget per
+	// company kept in JetStream (kvstore.QuotaBudget), so that together
+	// the poller replicas and dunning stay within FIC's limits.
+	Shared bool `env:"FIC_SHARED_BUDGET" envDefault:"true"`
+}
+
+// WithDefaults fills the zero fields with FIC's documented figures.
+func (l Limits) WithDefaults() Limits {
+	l.setDefaults()
+	return l
 }
 
 // Validate reports limits that cannot be enforced, naming the variables.
@@ -73,12 +83,21 @@ type Quotas struct {
 	now    func() time.Time
 	mu     sync.Mutex
 	per    map[int64]*companyQuota
+	// shared, if set, is the budget every process reserves from (WithShared).
+	shared    SharedBudget
+	sharedErr func(int64, error)
 }
 
 type companyQuota struct {
 	short  *rate.Limiter // short-term sliding window, approximated by a token bucket
 	hourly *rate.Limiter // hourly budget spread over the hour
 	q      Quota
+	// reserved requests taken from the shared budget, usable until
+	// reservedUntil.
+	reserved      int
+	reservedAt    time.Time
+	reservedUntil time.Time
+	block         int // size of the next reservation
 }
 
 // NewQuotas returns a tracker enforcing l. now may be nil (time.Now).
@@ -136,7 +155,13 @@ func (qs *Quotas) wait(ctx context.Context, companyID int64) error {
 	if err := c.short.Wait(ctx); err != nil {
 		return err
 	}
-	return c.hourly.Wait(ctx)
+	if err := c.hourly.Wait(ctx); err != nil {
+		return err
+	}
+	if qs.shared != nil {
+		return qs.reserveShared(ctx, companyID, c)
+	}
+	return nil
 }
 
 // observe records the RateLimit-* headers of a response.
@@ -171,6 +196,18 @@ func (qs *Quotas) pause(companyID int64, t time.Time) {
 	defer qs.mu.Unlock()
 	if t.After(c.q.PausedUntil) {
 		c.q.PausedUntil = t
+	}
+}
+
+// pauseAll is pause, told to the shared budget too (FIC answered quota
+// exhausted to this process: the others must not find out one request
+// each).
+func (qs *Quotas) pauseAll(ctx context.Context, companyID int64, t time.Time) {
+	qs.pause(companyID, t)
+	if qs.shared != nil && companyID != 0 {
+		if err := qs.shared.Pause(context.WithoutCancel(ctx), companyID, t); err != nil && qs.sharedErr != nil {
+			qs.sharedErr(companyID, err)
+		}
 	}
 }
 

@@ -697,3 +697,60 @@ func TestClientSpeaksStrictFIC(t *testing.T) {
 		t.Errorf("OAuth-shaped 401: %v", err)
 	}
 }
+
+// recordingBudget grants what it is asked and records the asks.
+type recordingBudget struct {
+	mu   sync.Mutex
+	asks []int
+}
+
+func (b *recordingBudget) Reserve(_ context.Context, _ int64, n int, _ time.Time, _ fic.Quota) (int, time.Time, time.Time, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.asks = append(b.asks, n)
+	return n, time.Time{}, time.Time{}, nil
+}
+func (b *recordingBudget) Pause(context.Context, int64, time.Time) error { return nil }
+
+// Sporadic requests (a webhook's GET now and then) reserve one request
+// each from the shared budget, not a block they would waste; a scan's
+// run of requests reserves growing blocks (few writes).
+func TestSharedReservationsFollowTheRate(t *testing.T) {
+	sim, base := startSim(t, ficsim.Config{Companies: 1, Invoices: 3, Quotas: ficsim.QuotaConfig{Off: true}})
+	cid := sim.CompanyIDs()[0]
+	docs, _ := sim.Documents(cid)
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	b := &recordingBudget{}
+	q := fic.NewQuotas(fic.Limits{Burst: 100, ShortTerm: 100000, Hourly: 100000}, clock).WithShared(b, nil)
+	c, err := fic.New(fic.Config{BaseURL: base, Quotas: q, Now: clock}, fic.StaticToken(sim.Token()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 4; i++ {
+		if _, err := c.GetIssuedDocument(ctx, cid, docs[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		now = now.Add(time.Minute)
+		mu.Unlock()
+	}
+	if !slices.Equal(b.asks, []int{1, 1, 1, 1}) {
+		t.Fatalf("sporadic requests reserved %v, want one each", b.asks)
+	}
+	b.asks = nil
+	for i := 0; i < 40; i++ {
+		if _, err := c.GetIssuedDocument(ctx, cid, docs[0].ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := 0
+	for _, n := range b.asks {
+		total += n
+	}
+	if len(b.asks) > 7 || total > 40+fic.SharedReserveBlock {
+		t.Errorf("a run of 40 requests reserved %v (%d writes, %d requests)", b.asks, len(b.asks), total)
+	}
+}

@@ -177,7 +177,10 @@ func (m *Main) Run(ctx context.Context) error {
 		return float64(len(runner.Owned()))
 	})
 	httpClient := fic.NewHTTPClient()
-	quotas := fic.NewQuotas(cfg.FICLimits, nil)
+	quotas, err := kvstore.SharedQuotas(ctx, js, cfg.FICLimits, bc, log)
+	if err != nil {
+		return err
+	}
 	newClient := func(creds fic.Credentials) (*fic.Client, error) {
 		return fic.New(fic.Config{BaseURL: cfg.FICBaseURL, HTTPClient: httpClient, Quotas: quotas, Logger: log, OnResponse: met.observeFIC}, creds)
 	}

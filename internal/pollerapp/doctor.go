@@ -102,6 +102,27 @@ func doctor(ctx context.Context, cfg Config, out io.Writer) error {
 			row("invoice PDF links", "OK", "absolute links on "+u.Host+": attach_invoice_pdf works")
 		}
 	}
+	var clientID int64
+	for _, d := range page.Documents {
+		if d.Entity != nil && d.Entity.ID != nil {
+			clientID = *d.Entity.ID
+			break
+		}
+	}
+	if clientID != 0 {
+		cl, err := client.GetClient(ctx, cid, clientID)
+		var apiErr *fic.APIError
+		switch {
+		case err == nil && cl.Email == "" && cl.PEC == "":
+			row("client contacts", "OK", fmt.Sprintf("client %d read; it has no e-mail or PEC in FIC", clientID))
+		case err == nil:
+			row("client contacts", "OK", fmt.Sprintf("client %d read: reminders use today's e-mail and PEC", clientID))
+		case errors.As(err, &apiErr) && apiErr.Status == 403:
+			row("client contacts", "WARN", "no entity.clients:r permission: reminders use the invoices' copy of the contacts")
+		default:
+			row("client contacts", "WARN", err.Error()+": reminders use the invoices' copy of the contacts")
+		}
+	}
 	accounts, err := client.ListPaymentAccounts(ctx, cid)
 	iban := ""
 	for _, a := range accounts {

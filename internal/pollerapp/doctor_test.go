@@ -12,11 +12,12 @@ import (
 )
 
 // `poller doctor` checks an account read-only and says which settings to
-// use; run here against the sandbox with strict and lax filters.
+// use; run here against the sandbox in strict (FIC as documented and
+// observed) and lenient mode.
 func TestDoctor(t *testing.T) {
-	for _, lax := range []bool{false, true} {
-		t.Run(fmt.Sprintf("lax=%v", lax), func(t *testing.T) {
-			sim, fsrv := ficsimtest.Start(t, ficsim.Config{Seed: 2, Companies: 2, Invoices: 12, LaxFilters: lax})
+	for _, lenient := range []bool{false, true} {
+		t.Run(map[bool]string{false: "strict", true: "lenient"}[lenient], func(t *testing.T) {
+			sim, fsrv := ficsimtest.Start(t, ficsim.Config{Seed: 2, Companies: 2, Invoices: 12, Lenient: lenient})
 			cid := sim.CompanyIDs()[1]
 			var out bytes.Buffer
 			err := Command(context.Background(), []string{"doctor"}, []string{"FIC_BASE_URL=" + fsrv.URL, "FIC_ACCESS_TOKEN=" + sim.Token(),
@@ -26,7 +27,8 @@ func TestDoctor(t *testing.T) {
 			}
 			o := out.String()
 			for _, w := range []string{"companies             OK", fmt.Sprintf("checking company %d", cid), "list invoices", "installments          OK",
-				"filter next_due_date  OK", "invoice PDF links     WARN", "payment accounts      OK", "webhook subscription  WARN", "quota headers         OK"} {
+				"filter next_due_date  OK", "invoice PDF links     WARN", "payment accounts      OK", "webhook subscription  WARN", "quota headers         OK",
+				"client contacts       OK", map[bool]string{false: "filter updated_at     WARN", true: "filter updated_at     OK"}[lenient]} {
 				if !strings.Contains(o, w) {
 					t.Errorf("lacks %q:\n%s", w, o)
 				}

@@ -225,14 +225,17 @@ func checkOrder(t *testing.T, got []received, want int) {
 func TestEveryEventOnceInOrder(t *testing.T) {
 	e := setup(t, nil)
 	r := newReceiver(t)
-	e.endpoint(t, r, func(ep *delivery.Endpoint) { ep.Companies = []int64{1, 2}; ep.Types = []string{"invoice.*", "dunning.*"} })
+	e.endpoint(t, r, func(ep *delivery.Endpoint) {
+		ep.Companies = []int64{1, 2}
+		ep.Types = []string{"invoice.*", "dunning.*"}
+	})
 	want := 0
 	for seq := 1; seq <= 20; seq++ {
 		for doc := int64(1); doc <= 5; doc++ {
 			e.publish(t, 1+doc%2, doc, seq, "invoice.updated")
 			want++
 		}
-		e.publish(t, 3, 9, seq, "invoice.updated")        // another company
+		e.publish(t, 3, 9, seq, "invoice.updated")       // another company
 		e.publish(t, 1, 9, seq, "credit_note.created")   // another type
 		e.publish(t, 2, 8, seq, "dunning.reminder_sent") // a family that is in
 		want++

@@ -80,9 +80,9 @@ type Manager struct {
 	// events the dead one held already back in the consumer, or it would
 	// deliver newer events of their documents first.
 	PinnedTTL time.Duration
-	Refresh      time.Duration   // how often the endpoint list is read (default 2s)
-	Now          func() time.Time
-	Logger       *slog.Logger
+	Refresh   time.Duration // how often the endpoint list is read (default 2s)
+	Now       func() time.Time
+	Logger    *slog.Logger
 	// OnAttempt and OnDisabled observe (metrics, alerts); may be nil.
 	OnAttempt  func(ep Endpoint, a Attempt)
 	OnDisabled func(ep Endpoint)

@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -26,12 +27,17 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	_ "time/tzdata"
 
 	"github.com/incasso-io/incasso/internal/calendar"
+	"github.com/incasso-io/incasso/internal/delivery"
 	"github.com/incasso-io/incasso/internal/dunningapp"
 	"github.com/incasso-io/incasso/internal/events"
 	"github.com/incasso-io/incasso/internal/fic"
@@ -40,11 +46,9 @@ import (
 	"github.com/incasso-io/incasso/internal/lifecycle"
 	"github.com/incasso-io/incasso/internal/mailcatcher"
 	"github.com/incasso-io/incasso/internal/natsrv"
-	"github.com/incasso-io/incasso/internal/notify"
 	"github.com/incasso-io/incasso/internal/policy"
 	"github.com/incasso-io/incasso/internal/pollerapp"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
-	_ "time/tzdata"
 )
 
 func main() {
@@ -61,6 +65,8 @@ type counts struct {
 	events   map[string]int
 	mails    int
 	handoffs int
+	overHTTP int // events received by the demo's HTTP endpoint
+	waiting  int // reminders waiting for approval, last seen
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -149,8 +155,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	infra.Serve("mail catcher "+mailLn.Addr().String(), server(catcher.Handler()), mailLn, 5*time.Second)
 
-	// Collection platform receiving hand-offs, verifying their signature.
-	platformSecret := randHex(16)
+	// Collection platform receiving hand-offs, verifying their Standard
+	// Webhooks signature.
+	platformSecret := delivery.NewSecret()
+	platformKey, _ := standardwebhooks.NewWebhook(platformSecret)
 	platLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -158,7 +166,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	infra.Serve("collection platform", server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		// Signature timestamps are wall-clock time, not the business clock.
-		if err := notify.Verify([]byte(platformSecret), r.Header.Get(notify.TimestampHeader), r.Header.Get(notify.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
+		if err := platformKey.Verify(body, r.Header); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
@@ -168,6 +176,31 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "  ⚖  hand-off to the collection platform (signature verified, %d bytes)\n", len(body))
 		w.WriteHeader(http.StatusAccepted)
 	})), platLn, 5*time.Second)
+	// An accounting tool receiving the event stream over HTTP (an endpoint
+	// registered through the ops API below), verifying each signature.
+	var hookKey atomic.Pointer[standardwebhooks.Webhook]
+	hookLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	infra.Serve("HTTP event endpoint", server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		key := hookKey.Load()
+		if key == nil || key.Verify(body, r.Header) != nil {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		var ce struct{ Type, Subject string }
+		_ = json.Unmarshal(body, &ce)
+		cnt.mu.Lock()
+		cnt.overHTTP++
+		n := cnt.overHTTP
+		cnt.mu.Unlock()
+		if n <= 3 || (!strings.HasSuffix(ce.Type, ".created") && n%10 == 0) {
+			fmt.Fprintf(out, "  ⇢ over HTTP: %-22s %-18s webhook-id %s (signature verified)\n", ce.Type, ce.Subject, trim(r.Header.Get("webhook-id"), 40))
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})), hookLn, 5*time.Second)
 	infraDone := make(chan error, 1)
 	go func() { infraDone <- infra.Run() }()
 
@@ -276,6 +309,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// Some activity, as in a real ledger: payments and new invoices arrive
 	// through FIC's webhooks.
 	g.Loop("activity", func(ctx context.Context) error { activity(ctx, sim, out); return nil })
+	g.Loop("HTTP endpoint", func(ctx context.Context) error {
+		secret, err := registerEndpoint(ctx, *opsAddr, opsToken, "http://"+hookLn.Addr().String()+"/incasso")
+		if err != nil {
+			fmt.Fprintf(out, "  ! HTTP endpoint not registered: %v\n", err)
+			return nil
+		}
+		key, err := standardwebhooks.NewWebhook(secret)
+		if err != nil {
+			return err
+		}
+		hookKey.Store(key)
+		fmt.Fprintf(out, "  ⇢ HTTP endpoint registered: events go to http://%s/incasso, signed per Standard Webhooks (dunning endpoints lists it)\n", hookLn.Addr())
+		<-ctx.Done()
+		return nil
+	})
 	g.Loop("totals", func(ctx context.Context) error {
 		tick := time.NewTicker(5 * time.Second)
 		defer tick.Stop()
@@ -286,8 +334,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			case <-tick.C:
 				waiting := approvals(ctx, *opsAddr, opsToken)
 				cnt.mu.Lock()
-				fmt.Fprintf(out, "  … %d invoices created, %d overdue, %d paid, %d reminders e-mailed, %d hand-offs, %d waiting for approval\n",
-					cnt.events["invoice.created"], cnt.events["invoice.overdue"], cnt.events["invoice.paid"]+cnt.events["invoice.partially_paid"], cnt.mails, cnt.handoffs, waiting)
+				cnt.waiting = waiting
+				fmt.Fprintf(out, "  … %d invoices created, %d overdue, %d paid, %d reminders e-mailed, %d hand-offs, %d waiting for approval, %d events delivered over HTTP\n",
+					cnt.events["invoice.created"], cnt.events["invoice.overdue"], cnt.events["invoice.paid"]+cnt.events["invoice.partially_paid"], cnt.mails, cnt.handoffs, waiting, cnt.overHTTP)
 				cnt.mu.Unlock()
 			}
 		}
@@ -307,8 +356,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
   … approve COMPANY INVOICE -operator NAME   (or reject, postpone -until YYYY-MM-DD)
 Read a letter before it goes out: go run ./cmd/dunning render -stage formal_notice
 `, opsToken, *opsAddr)
-	if *duration > 0 && (cnt.events["invoice.created"] == 0 || cnt.mails == 0) {
-		return fmt.Errorf("expected events and reminders within %v: %d events, %d reminders", *duration, total, cnt.mails)
+	if *duration > 0 && (cnt.events["invoice.created"] == 0 || (cnt.mails == 0 && cnt.waiting <= 0) || cnt.overHTTP == 0) {
+		return fmt.Errorf("expected events, reminders (sent or waiting for approval) and HTTP deliveries within %v: %d events, %d reminders, %d waiting, %d over HTTP",
+			*duration, total, cnt.mails, cnt.waiting, cnt.overHTTP)
 	}
 	return nil
 }
@@ -420,4 +470,38 @@ func approvals(ctx context.Context, addr, token string) int {
 		return -1
 	}
 	return len(out.Approvals)
+}
+
+// registerEndpoint registers the demo's HTTP endpoint through the ops API
+// once dunning answers, and returns its signing secret.
+func registerEndpoint(ctx context.Context, addr, token, url string) (string, error) {
+	body, _ := json.Marshal(map[string]any{"url": url, "description": "demo accounting tool", "operator": "demo"})
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/endpoints", bytes.NewReader(body))
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+		if err == nil {
+			var out struct {
+				Secret string `json:"secret"`
+				Error  string `json:"error"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusCreated {
+				return out.Secret, nil
+			}
+			if resp.StatusCode < 500 {
+				return "", fmt.Errorf("HTTP %d: %s", resp.StatusCode, out.Error)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

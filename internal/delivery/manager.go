@@ -76,9 +76,9 @@ type Manager struct {
 	Lanes        int             // concurrent documents per endpoint (default 4)
 	AckWait      time.Duration   // default 15s; in-progress acks keep a retried event
 	// PinnedTTL is the failover time (default 30s). It is never less than
-	// AckWait + the pull expiry + 5s: a replica taking over must find the
-	// events the dead one held already back in the consumer, or it would
-	// deliver newer events of their documents first.
+	// AckWait + the pull expiry + AckWait/2: a replica taking over must find
+	// the events the dead one held already back in the consumer, or it
+	// would deliver newer events of their documents first.
 	PinnedTTL time.Duration
 	Refresh   time.Duration // how often the endpoint list is read (default 2s)
 	Now       func() time.Time
@@ -259,7 +259,10 @@ func (w *worker) run(ctx context.Context) error {
 	}
 	ackWait := dur(m.AckWait, 15*time.Second)
 	pullExpiry := max(ackWait/3, time.Second)
-	pinned := max(dur(m.PinnedTTL, 30*time.Second), ackWait+pullExpiry+5*time.Second)
+	pinned := max(dur(m.PinnedTTL, 30*time.Second), ackWait+pullExpiry+max(ackWait/2, time.Second))
+	if m.PinnedTTL == 0 && m.AckWait != 0 {
+		pinned = ackWait + pullExpiry + max(ackWait/2, time.Second)
+	}
 	cons, err := m.JS.CreateOrUpdateConsumer(ctx, m.stream(), jetstream.ConsumerConfig{
 		Durable: ConsumerName(ep.ID), Description: "HTTP delivery to " + redact(ep.URL),
 		FilterSubjects: w.subjects, AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait,

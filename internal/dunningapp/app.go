@@ -20,6 +20,7 @@ import (
 	"github.com/incasso-io/incasso/internal/audit"
 	"github.com/incasso-io/incasso/internal/calendar"
 	"github.com/incasso-io/incasso/internal/contacts"
+	"github.com/incasso-io/incasso/internal/delivery"
 	"github.com/incasso-io/incasso/internal/dunning"
 	"github.com/incasso-io/incasso/internal/events"
 	"github.com/incasso-io/incasso/internal/fic"
@@ -109,6 +110,8 @@ func (m *Main) Run(ctx context.Context) error {
 		ledger       *kvstore.Snapshots // the poller's: every document, for the reports
 		operators    *kvstore.Operators
 		contactStore *kvstore.Contacts
+		endpoints    *kvstore.Endpoints
+		deliveryLog  *kvstore.DeliveryLog
 	)
 	err = natsrv.Retry(ctx, func(ctx context.Context) error {
 		if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas}); err != nil {
@@ -138,6 +141,12 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		if contactStore, err = kvstore.NewContacts(ctx, js, bc); err != nil {
+			return err
+		}
+		if endpoints, err = kvstore.NewEndpoints(ctx, js, bc); err != nil {
+			return err
+		}
+		if deliveryLog, err = kvstore.NewDeliveryLog(ctx, js, bc); err != nil {
 			return err
 		}
 		if aud, err = audit.New(ctx, js, cfg.Replicas); err != nil {
@@ -198,7 +207,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.PlatformURL != "" {
 		pu, _ := url.Parse(cfg.PlatformURL) // validated
 		senders[policy.Webhook] = &notify.Webhook{Platforms: map[string]notify.Platform{pols.Default.Platform: {URL: cfg.PlatformURL, Secret: []byte(cfg.PlatformSecret)}},
-			HTTPClient: cfg.outbound(pu).Client()}
+			HTTPClient: cfg.outbound(pu).Client(), LegacySignature: cfg.PlatformLegacySignature}
 	}
 	// Handlers run under the work context: a stop signal lets what they
 	// started (a send and its outbox record) finish within the grace period.
@@ -271,26 +280,35 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
-	api := &opsAPI{eng: eng, token: cfg.OpsToken, ops: operators, now: m.now, deadLetters: func(r *http.Request, limit int) ([]map[string]any, error) {
-		st, err := js.Stream(r.Context(), DLQStream)
-		if err != nil {
-			return nil, err
-		}
-		info, err := st.Info(r.Context())
-		if err != nil {
-			return nil, err
-		}
-		out := []map[string]any{}
-		for seq := info.State.LastSeq; seq >= info.State.FirstSeq && seq > 0 && len(out) < limit; seq-- {
-			msg, err := st.GetMsg(r.Context(), seq)
+	// Events over HTTP: every enabled endpoint's consumer, pinned to one
+	// replica at a time.
+	// Its clock is the wall clock, never the demo's business clock: a
+	// receiver checks webhook-timestamp against its own.
+	deliveries := &delivery.Manager{JS: js, Store: endpoints, Log: deliveryLog, Logger: log,
+		Client: func(u *url.URL) *http.Client { return cfg.outbound(u).Client() }, Lanes: cfg.DeliveryConcurrency, AckWait: cfg.DeliveryAckWait}
+	api := &opsAPI{eng: eng, token: cfg.OpsToken, ops: operators, now: m.now,
+		endpoints: &endpointsAPI{store: endpoints, log: deliveryLog, m: deliveries, grace: cfg.EndpointSecretGrace, now: time.Now, logger: log,
+			check: func(u *url.URL) error { return cfg.outbound(u).CheckURL(u) }},
+		deadLetters: func(r *http.Request, limit int) ([]map[string]any, error) {
+			st, err := js.Stream(r.Context(), DLQStream)
 			if err != nil {
-				continue
+				return nil, err
 			}
-			out = append(out, map[string]any{"seq": seq, "time": msg.Time, "subject": msg.Header.Get("Incasso-Original-Subject"),
-				"reason": msg.Header.Get("Incasso-Dead-Reason"), "event_id": msg.Header.Get("ce-id")})
-		}
-		return out, nil
-	}}
+			info, err := st.Info(r.Context())
+			if err != nil {
+				return nil, err
+			}
+			out := []map[string]any{}
+			for seq := info.State.LastSeq; seq >= info.State.FirstSeq && seq > 0 && len(out) < limit; seq-- {
+				msg, err := st.GetMsg(r.Context(), seq)
+				if err != nil {
+					continue
+				}
+				out = append(out, map[string]any{"seq": seq, "time": msg.Time, "subject": msg.Header.Get("Incasso-Original-Subject"),
+					"reason": msg.Header.Get("Incasso-Dead-Reason"), "event_id": msg.Header.Get("ce-id")})
+			}
+			return out, nil
+		}}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", api.handler())
 	if cfg.Pprof {
@@ -329,6 +347,11 @@ func (m *Main) Run(ctx context.Context) error {
 		lanes.close()
 		return nil
 	}, func(error) { close(stopConsumers) })
+	// A delivery cut by the stop is handed back to the consumer (Nak) and
+	// made again by whoever takes the endpoint: it needs no grace period.
+	dctx, stopDeliveries := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDeliveries()
+	g.Add("deliveries", func() error { return deliveries.Run(dctx) }, func(error) { stopDeliveries() })
 	log.Info("dunning running", "ops", m.OpsAddr, "nats", natsrv.Redact(nc.URL))
 	fmt.Fprintf(m.Out, "dunning: ops API on http://%s, NATS %s\n", m.OpsAddr, natsrv.Redact(nc.URL))
 	if m.Started != nil {

@@ -14,6 +14,32 @@ import (
 	"time"
 )
 
+// opsCall makes one ops API request with the configured token.
+func opsCall(ctx context.Context, cfg Config, method, path string, body any) (map[string]any, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(cfg.OpsURL, "/")+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+cfg.OpsToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("ops API %s: %w", cfg.OpsURL, err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode >= 300 {
+		return nil, fmt.Errorf("HTTP %d: %v", resp.StatusCode, out["error"])
+	}
+	return out, nil
+}
+
 // cli calls the ops API and prints readable tables.
 func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dunning "+cmd, flag.ContinueOnError)
@@ -43,28 +69,7 @@ func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, std
 		return fmt.Errorf("DUNNING_OPS_TOKEN is required")
 	}
 	call := func(method, path string, body any) (map[string]any, error) {
-		var rd io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(cfg.OpsURL, "/")+path, rd)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+cfg.OpsToken)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("ops API %s: %w", cfg.OpsURL, err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		if resp.StatusCode >= 300 {
-			return nil, fmt.Errorf("HTTP %d: %v", resp.StatusCode, out["error"])
-		}
-		return out, nil
+		return opsCall(ctx, cfg, method, path, body)
 	}
 	need := func(n int) error {
 		if len(pos) != n {
@@ -238,7 +243,7 @@ func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, std
 			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\n", num(m["seq"]), m["time"], m["subject"], m["event_id"], m["reason"])
 		}
 	default:
-		return fmt.Errorf("unknown command %q (want run, render, operators, whoami, cases, show, approvals, approve, reject, postpone, mode, remind, pause, resume, dispute, promise, writeoff, preview, aging, deadletters)", cmd)
+		return fmt.Errorf("unknown command %q (want run, render, operators, endpoints, whoami, cases, show, approvals, approve, reject, postpone, mode, remind, pause, resume, dispute, promise, writeoff, preview, aging, deadletters)", cmd)
 	}
 	return nil
 }

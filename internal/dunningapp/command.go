@@ -35,6 +35,9 @@ func Command(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 	if cmd == "operators" {
 		return operatorsCmd(ctx, cfg, args, stdout, stderr)
 	}
+	if cmd == "endpoints" {
+		return endpointsCmd(ctx, cfg, args, stdout, stderr)
+	}
 	if cmd == "render" {
 		return render(cfg, args, stdout, stderr)
 	}

@@ -99,7 +99,20 @@ type Config struct {
 	// before they are read again; FIC's entities.clients.update webhook
 	// drops them sooner.
 	ContactsTTL time.Duration `env:"DUNNING_CONTACTS_TTL" envDefault:"24h"`
-	OpsURL      string        `env:"DUNNING_OPS_URL" envDefault:"http://127.0.0.1:8081"`
+	// DeliveryConcurrency is how many documents' events go to one HTTP
+	// endpoint at once (each document's in order).
+	DeliveryConcurrency int `env:"DUNNING_DELIVERY_CONCURRENCY" envDefault:"4"`
+	// DeliveryAckWait is how long an event being delivered stays with one
+	// replica without news before JetStream gives it to another; the
+	// failover time of an endpoint follows from it (about twice this).
+	DeliveryAckWait time.Duration `env:"DUNNING_DELIVERY_ACK_WAIT" envDefault:"15s"`
+	// EndpointSecretGrace is how long a rotated-out endpoint secret keeps
+	// signing.
+	EndpointSecretGrace time.Duration `env:"DUNNING_ENDPOINT_SECRET_GRACE" envDefault:"24h"`
+	// PlatformLegacySignature also sends the Incasso-Signature headers of
+	// earlier versions on hand-offs (see notify.Webhook).
+	PlatformLegacySignature bool `env:"DUNNING_PLATFORM_LEGACY_SIGNATURE" envDefault:"true"`
+	OpsURL              string        `env:"DUNNING_OPS_URL" envDefault:"http://127.0.0.1:8081"`
 	// StopGrace is how long work in flight (a send and its record) may go
 	// on after a stop signal before it is cut.
 	StopGrace time.Duration `env:"DUNNING_STOP_GRACE" envDefault:"20s"`

@@ -32,6 +32,8 @@ type opsAPI struct {
 	now   func() time.Time
 	// deadLetters lists the dead-letter stream (nil: none).
 	deadLetters func(r *http.Request, limit int) ([]map[string]any, error)
+	// endpoints is HTTP delivery's admin API (nil: none).
+	endpoints *endpointsAPI
 }
 
 func (a *opsAPI) handler() http.Handler {
@@ -52,6 +54,9 @@ func (a *opsAPI) handler() http.Handler {
 	route("GET /v1/preview", view, a.preview)
 	route("GET /v1/aging", view, a.aging)
 	route("GET /v1/deadletters", view, a.deadletters)
+	if a.endpoints != nil {
+		a.endpoints.routes(route)
+	}
 	route("GET /v1/whoami", view, func(w http.ResponseWriter, r *http.Request) {
 		p := principalOf(r)
 		writeJSON(w, http.StatusOK, map[string]any{"name": p.Name, "role": p.Role, "shared_token": p.Shared})

@@ -2,6 +2,7 @@ package notify_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/incasso-io/incasso/internal/calendar"
 	"github.com/incasso-io/incasso/internal/dunning"
@@ -45,9 +47,15 @@ func TestEuroItalianStyle(t *testing.T) {
 	}
 }
 
-// A receiver can verify the hand-off: signature over timestamp and body.
+// A receiver can verify the hand-off with the Standard Webhooks library,
+// using the secret it was given before (as whsec_ + base64) or a whsec_
+// secret; during the migration the legacy Incasso-Signature verifies too.
 func TestHandoffSignatureVerifiableByReceiver(t *testing.T) {
 	secret := []byte("platform-secret-0123456789")
+	std, err := standardwebhooks.NewWebhook("whsec_" + base64.StdEncoding.EncodeToString(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var attempts atomic.Int32
 	var got atomic.Value
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -56,8 +64,12 @@ func TestHandoffSignatureVerifiableByReceiver(t *testing.T) {
 			return
 		}
 		body, _ := io.ReadAll(r.Body)
-		if err := notify.Verify(secret, r.Header.Get(notify.TimestampHeader), r.Header.Get(notify.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
+		if err := std.Verify(body, r.Header); err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		if err := notify.Verify(secret, r.Header.Get(notify.TimestampHeader), r.Header.Get(notify.SignatureHeader), body, time.Now(), 5*time.Minute); err != nil {
+			http.Error(w, "legacy: "+err.Error(), http.StatusUnauthorized)
 			return
 		}
 		if r.Header.Get("Content-Type") != "application/cloudevents+json" {
@@ -68,7 +80,7 @@ func TestHandoffSignatureVerifiableByReceiver(t *testing.T) {
 		w.WriteHeader(202)
 	}))
 	defer srv.Close()
-	wh := &notify.Webhook{Platforms: map[string]notify.Platform{"coll": {URL: srv.URL, Secret: secret}}, Backoff: 10 * time.Millisecond, HTTPClient: local(t, srv.URL)}
+	wh := &notify.Webhook{Platforms: map[string]notify.Platform{"coll": {URL: srv.URL, Secret: secret}}, Backoff: 10 * time.Millisecond, HTTPClient: local(t, srv.URL), LegacySignature: true}
 	if err := wh.Send(context.Background(), msg("it", "handoff", true)); err != nil {
 		t.Fatal(err)
 	}
@@ -152,5 +164,37 @@ func TestHandoffRefusesRedirectsOffThePlatform(t *testing.T) {
 	def := &notify.Webhook{Platforms: map[string]notify.Platform{"coll": {URL: platform.URL, Secret: []byte("platform-secret-0123456789")}}, Backoff: time.Millisecond}
 	if err := def.Send(context.Background(), msg("it", "handoff", true)); !errors.Is(err, dunning.ErrUndeliverable) {
 		t.Fatalf("default client to a loopback platform: %v", err)
+	}
+}
+
+// With the migration done (no legacy headers) and a whsec_ platform
+// secret, the hand-off carries only the Standard Webhooks headers, and
+// webhook-id is the CloudEvent id.
+func TestHandoffStandardWebhooksOnly(t *testing.T) {
+	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	std, _ := standardwebhooks.NewWebhook(secret)
+	var hdr atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := std.Verify(body, r.Header); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var ce struct{ ID string }
+		_ = json.Unmarshal(body, &ce)
+		if ce.ID != r.Header.Get("webhook-id") {
+			http.Error(w, "webhook-id is not the event id", 400)
+			return
+		}
+		hdr.Store(r.Header.Clone())
+		w.WriteHeader(202)
+	}))
+	defer srv.Close()
+	wh := &notify.Webhook{Platforms: map[string]notify.Platform{"coll": {URL: srv.URL, Secret: []byte(secret)}}, Retries: 1, Backoff: time.Millisecond, HTTPClient: local(t, srv.URL)}
+	if err := wh.Send(context.Background(), msg("it", "handoff", true)); err != nil {
+		t.Fatal(err)
+	}
+	if h := hdr.Load().(http.Header); h.Get(notify.SignatureHeader) != "" || h.Get(notify.TimestampHeader) != "" {
+		t.Errorf("legacy headers sent: %v", h)
 	}
 }

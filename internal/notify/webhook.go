@@ -14,23 +14,31 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/shopspring/decimal"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/incasso-io/incasso/internal/dunning"
 	"github.com/incasso-io/incasso/internal/safehttp"
 )
 
-// Signature headers of hand-offs. The signature is HMAC-SHA256 over
-// "<timestamp>.<body>" with the platform's secret, hex-encoded:
+// Hand-offs are signed per the Standard Webhooks spec, like every HTTP
+// delivery (package delivery): webhook-id (the CloudEvent id),
+// webhook-timestamp and webhook-signature "v1,<base64 HMAC-SHA256 of
+// id.timestamp.body>". A platform secret "whsec_<base64>" is used as is;
+// a secret set before Standard Webhooks (any other string) is the same HMAC
+// key its "whsec_"+base64(secret) form names, so a platform can verify with
+// a Standard Webhooks library without a new secret.
+//
+// Until the platform has switched, the legacy headers are sent as well
+// (Webhook.LegacySignature, DUNNING_PLATFORM_LEGACY_SIGNATURE): an
+// HMAC-SHA256 over "<timestamp>.<body>" with the secret, hex-encoded:
 //
 //	Incasso-Timestamp: 1764000000
 //	Incasso-Signature: v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd
-//
-// A receiver recomputes it, compares in constant time, and refuses
-// timestamps older than 5 minutes (replays).
 const (
 	TimestampHeader = "Incasso-Timestamp"
 	SignatureHeader = "Incasso-Signature"
@@ -76,6 +84,17 @@ type Webhook struct {
 	Retries    int           // default 4
 	Backoff    time.Duration // default 1s, doubling
 	Now        func() time.Time
+	// LegacySignature adds the Incasso-Timestamp/Incasso-Signature headers
+	// of earlier versions to the Standard Webhooks ones.
+	LegacySignature bool
+}
+
+// StandardKey is a platform secret as a Standard Webhooks signer.
+func StandardKey(secret []byte) (*standardwebhooks.Webhook, error) {
+	if s := string(secret); strings.HasPrefix(s, "whsec_") {
+		return standardwebhooks.NewWebhook(s)
+	}
+	return standardwebhooks.NewWebhookRaw(secret)
 }
 
 var _ dunning.Sender = (*Webhook)(nil)
@@ -188,11 +207,25 @@ func (w *Webhook) Send(ctx context.Context, m dunning.Message) error {
 			}
 			wait *= 2
 		}
-		ts := now().Unix()
+		at := now()
+		ts := at.Unix()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/cloudevents+json")
-		req.Header.Set(TimestampHeader, strconv.FormatInt(ts, 10))
-		req.Header.Set(SignatureHeader, Sign(p.Secret, ts, body))
+		key, err := StandardKey(p.Secret)
+		if err != nil {
+			return fmt.Errorf("%w: platform %s secret: %v", dunning.ErrUndeliverable, m.Platform, err)
+		}
+		sig, err := key.Sign(e.ID(), at, body)
+		if err != nil {
+			return fmt.Errorf("%w: sign: %v", dunning.ErrUndeliverable, err)
+		}
+		req.Header.Set(standardwebhooks.HeaderWebhookID, e.ID())
+		req.Header.Set(standardwebhooks.HeaderWebhookTimestamp, strconv.FormatInt(ts, 10))
+		req.Header.Set(standardwebhooks.HeaderWebhookSignature, sig)
+		if w.LegacySignature {
+			req.Header.Set(TimestampHeader, strconv.FormatInt(ts, 10))
+			req.Header.Set(SignatureHeader, Sign(p.Secret, ts, body))
+		}
 		resp, err := hc.Do(req)
 		if errors.Is(err, safehttp.ErrRefused) {
 			// A redirect off the platform's origin, or an address on the

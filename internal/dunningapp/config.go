@@ -111,8 +111,8 @@ type Config struct {
 	EndpointSecretGrace time.Duration `env:"DUNNING_ENDPOINT_SECRET_GRACE" envDefault:"24h"`
 	// PlatformLegacySignature also sends the Incasso-Signature headers of
 	// earlier versions on hand-offs (see notify.Webhook).
-	PlatformLegacySignature bool `env:"DUNNING_PLATFORM_LEGACY_SIGNATURE" envDefault:"true"`
-	OpsURL              string        `env:"DUNNING_OPS_URL" envDefault:"http://127.0.0.1:8081"`
+	PlatformLegacySignature bool   `env:"DUNNING_PLATFORM_LEGACY_SIGNATURE" envDefault:"true"`
+	OpsURL                  string `env:"DUNNING_OPS_URL" envDefault:"http://127.0.0.1:8081"`
 	// StopGrace is how long work in flight (a send and its record) may go
 	// on after a stop signal before it is cut.
 	StopGrace time.Duration `env:"DUNNING_STOP_GRACE" envDefault:"20s"`

@@ -107,7 +107,7 @@ type env struct {
 	pub   *events.Publisher
 }
 
-func setup(t *testing.T, tune func(*delivery.Manager)) *env {
+func setup(t testing.TB, tune func(*delivery.Manager)) *env {
 	t.Helper()
 	_, _, js := natstest.MustRunJetStream(t)
 	ctx := context.Background()

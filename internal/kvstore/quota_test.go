@@ -129,3 +129,22 @@ func TestSharedBudgetFollowsFICAndPauses(t *testing.T) {
 		t.Errorf("a paused company's request reached FIC: %v", st)
 	}
 }
+
+// BenchmarkSharedReserve is the cost of one reservation (a KV read and a
+// compare-and-set on the company's record): a process pays it once per
+// block of up to fic.SharedReserveBlock FIC requests.
+func BenchmarkSharedReserve(b *testing.B) {
+	_, _, js := natstest.MustRunJetStream(b)
+	ctx := context.Background()
+	bud, err := kvstore.NewQuotaBudget(ctx, js, fic.Limits{ShortTerm: 1 << 30, Hourly: 1 << 30}, kvstore.BucketConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if g, _, _, err := bud.Reserve(ctx, 1, fic.SharedReserveBlock, now, fic.Quota{}); err != nil || g == 0 {
+			b.Fatal(g, err)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/incasso-io/incasso/internal/delivery"
@@ -235,14 +234,9 @@ func (a *endpointsAPI) deliveries(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	limit := 50
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			apiError(w, http.StatusBadRequest, "limit: 1 to 1000")
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, r, 50)
+	if !ok {
+		return
 	}
 	log, err := a.log.Recent(r.Context(), id, limit)
 	if err != nil {

@@ -410,14 +410,9 @@ func (a *opsAPI) aging(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *opsAPI) deadletters(w http.ResponseWriter, r *http.Request) {
-	limit := 100
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			apiError(w, http.StatusBadRequest, "limit: want 1..1000")
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, r, 100)
+	if !ok {
+		return
 	}
 	out := []map[string]any{}
 	if a.deadLetters != nil {
@@ -528,4 +523,18 @@ func (a *opsAPI) setMode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"company_id": cid, "mode": req.Mode, "cases_woken": n})
+}
+
+// queryLimit reads ?limit= (1 to 1000, default def); false: answered 400.
+func queryLimit(w http.ResponseWriter, r *http.Request, def int) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		apiError(w, http.StatusBadRequest, "limit: want 1..1000")
+		return 0, false
+	}
+	return n, true
 }

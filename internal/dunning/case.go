@@ -43,6 +43,8 @@ type Sent struct {
 	MessageID string         `json:"message_id,omitempty"`
 	Outcome   string         `json:"outcome"` // sent, failed, possibly_sent
 	Operator  string         `json:"operator,omitempty"`
+	// To is where it went: the e-mail or PEC address, or the platform.
+	To string `json:"to,omitempty"`
 }
 
 // Approval is a stage waiting for an operator in the approval queue.

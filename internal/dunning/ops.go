@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -40,6 +41,11 @@ func (e *Engine) RemindNow(ctx context.Context, cid, id int64, stage string, ch 
 	}
 	if idx >= len(p.Stages) {
 		return 0, fmt.Errorf("%w: every stage already ran", ErrInvalid)
+	}
+	if s := p.Stages[idx]; stage == "" && (s.Approval || s.Escalate || contains(s.Channels, policy.PEC)) {
+		// A formal notice or a hand-off is never sent by default: the
+		// operator names it.
+		return 0, fmt.Errorf("%w: the next stage, %s, is a formal step (%s): name it to send it now (-stage %s)", ErrInvalid, s.Name, channelsOf(s), s.Name)
 	}
 	if ch != "" && !contains(p.Stages[idx].Channels, ch) {
 		return 0, fmt.Errorf("%w: stage %s does not use channel %s", ErrInvalid, p.Stages[idx].Name, ch)
@@ -262,4 +268,12 @@ func (e *Engine) AgingReport(ctx context.Context, cid int64, day rcv.Date) (Agin
 		a.DSO, _ = open.Div(invoiced).Mul(decimal.NewFromInt(90)).Round(1).Float64()
 	}
 	return a, nil
+}
+
+func channelsOf(s policy.Stage) string {
+	var out []string
+	for _, c := range s.Channels {
+		out = append(out, string(c))
+	}
+	return strings.Join(out, ", ")
 }

@@ -361,6 +361,16 @@ func (e *Engine) deliver(ctx context.Context, p *policy.Policy, ch policy.Channe
 // again publishes nothing new).
 func (e *Engine) record(ctx context.Context, g due, ch policy.Channel, msgID string, at time.Time, outcome, errText, key string, n int, msg *Message, o runOpts) error {
 	s := Sent{Stage: g.stage.Name, Channel: ch, At: at, MessageID: msgID, Outcome: outcome, Operator: o.operator}
+	if msg != nil {
+		switch ch {
+		case policy.Email:
+			s.To = msg.Client.Email
+		case policy.PEC:
+			s.To = msg.Client.PEC
+		case policy.Webhook:
+			s.To = "platform " + msg.Platform
+		}
+	}
 	known := false
 	nc, err := e.update(ctx, g.c.CompanyID, g.c.InvoiceID, func(c *Case, exists bool) (bool, error) {
 		if !exists {

@@ -142,8 +142,15 @@ func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, std
 		if err != nil {
 			return err
 		}
-		if n, ok := out["messages_sent"]; ok {
-			fmt.Fprintf(tw, "messages sent\t%v\n", num(n))
+		if _, ok := out["messages_sent"]; ok {
+			ds := asList(out["deliveries"])
+			if len(ds) == 0 {
+				fmt.Fprintln(tw, "Nothing sent: the stage already went out on each of its channels, or the invoice is no longer due (dunning show says which).")
+			}
+			for _, d := range ds {
+				m := d.(map[string]any)
+				fmt.Fprintf(tw, "%v\t%v\tby %v\tto %v\t%v\tmessage %v\n", outcomeWord(str(m["outcome"])), m["stage"], m["channel"], str(m["to"]), romeTime(m["at"]), m["message_id"])
+			}
 		} else {
 			fmt.Fprintf(tw, "state\t%v\n", out["case"].(map[string]any)["state"])
 		}
@@ -262,4 +269,16 @@ func str(v any) string {
 		return ""
 	}
 	return fmt.Sprint(v)
+}
+
+func outcomeWord(o string) string {
+	switch o {
+	case "sent":
+		return "sent"
+	case "possibly_sent":
+		return "POSSIBLY SENT (check before sending again)"
+	case "failed":
+		return "FAILED"
+	}
+	return o
 }

@@ -13,9 +13,23 @@ import (
 
 // Command runs the dunning command line: args without the program name.
 func Command(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
-	cmd := "run"
+	cmd, named := "run", false
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+		cmd, args, named = args[0], args[1:], true
+	}
+	// Help needs no configuration.
+	if cmd == "help" {
+		name := ""
+		if len(args) > 0 {
+			name = args[0]
+		}
+		return help(stdout, name)
+	}
+	if wantsHelp(args) && cmd != "endpoints" && cmd != "operators" {
+		if !named {
+			cmd = "" // dunning -h: every command
+		}
+		return help(stdout, cmd)
 	}
 	cfg, err := ParseConfig(environ)
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/incasso-io/incasso/internal/dunning"
 	"github.com/incasso-io/incasso/internal/fic"
 	"github.com/incasso-io/incasso/internal/kvstore"
-	"github.com/incasso-io/incasso/internal/receivables"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 	"github.com/incasso-io/incasso/internal/tenant"
 )
@@ -156,10 +155,10 @@ func (f *ficClients) pdf(ctx context.Context, cid, id int64) ([]byte, error) {
 }
 
 // clientRecord reads a client's current record (contacts.Fetch).
-func (f *ficClients) clientRecord(ctx context.Context, cid, id int64) (receivables.Client, error) {
+func (f *ficClients) clientRecord(ctx context.Context, cid, id int64) (rcv.Client, error) {
 	c, err := f.client(ctx, cid)
 	if err != nil {
-		return receivables.Client{}, err
+		return rcv.Client{}, err
 	}
 	return c.GetClient(ctx, cid, id)
 }

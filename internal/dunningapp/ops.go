@@ -332,12 +332,26 @@ func (a *opsAPI) remind(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	before := a.now()
 	n, err := a.eng.RemindNow(r.Context(), cid, id, req.Stage, policy.Channel(req.Channel), req.Operator, req.Reason)
 	if err != nil {
 		engineError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"messages_sent": n})
+	// What went where: the deliveries this request recorded.
+	out := map[string]any{"messages_sent": n, "deliveries": []map[string]any{}}
+	if c, rev, err := a.eng.Cases.Get(r.Context(), cid, id); err == nil && rev != 0 {
+		var ds []map[string]any
+		for _, s := range c.Sent {
+			if !s.At.Before(before.Add(-time.Second)) {
+				ds = append(ds, map[string]any{"stage": s.Stage, "channel": s.Channel, "outcome": s.Outcome, "message_id": s.MessageID, "to": s.To, "at": s.At})
+			}
+		}
+		if ds != nil {
+			out["deliveries"] = ds
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *opsAPI) state(w http.ResponseWriter, r *http.Request) {

@@ -833,3 +833,43 @@ func TestBurstWaitsForQuietThenGroups(t *testing.T) {
 		t.Fatalf("remind now during a quiet period: %d messages, want 2", n)
 	}
 }
+
+// "Remind now" without a stage never sends a formal step (a PEC formal
+// notice, a hand-off): an operator who meant "send the reminder again" got
+// a formal notice before. Named, it goes, and the delivery records where.
+func TestRemindNowNeverSendsAFormalStepByDefault(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	docs, _ := e.sim.Documents(e.cid)
+	e.clk.Set(rome("2027-01-12 10:00"))
+	inv := e.invoice(t, "2027-01-15", docs[0].Client.ID)
+	c, rev, err := e.eng.Cases.Get(ctx, e.cid, inv.ID)
+	if err != nil || rev == 0 {
+		t.Fatal(err)
+	}
+	p := e.eng.Policies.For(e.cid)
+	formal := slices.IndexFunc(p.Stages, func(s policy.Stage) bool { return slices.Contains(s.Channels, policy.PEC) })
+	if formal < 0 {
+		t.Fatal("the policy has no PEC stage")
+	}
+	c.Stage = formal
+	if _, err := e.eng.Cases.Put(ctx, c, rev); err != nil {
+		t.Fatal(err)
+	}
+	before := len(e.mail.all())
+	if _, err := e.eng.RemindNow(ctx, e.cid, inv.ID, "", "", "maria", "send it again"); !errors.Is(err, dunning.ErrInvalid) || !strings.Contains(err.Error(), p.Stages[formal].Name) {
+		t.Fatalf("remind without a stage at a formal step: %v", err)
+	}
+	if n := len(e.mail.all()); n != before {
+		t.Fatalf("%d messages sent", n-before)
+	}
+	first := p.Stages[0].Name
+	if _, err := e.eng.RemindNow(ctx, e.cid, inv.ID, first, "", "maria", "send it again"); err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ = e.eng.Cases.Get(ctx, e.cid, inv.ID)
+	last := c.Sent[len(c.Sent)-1]
+	if last.Stage != first || last.To == "" || last.To != inv.Client.Email && !strings.Contains(last.To, "@") {
+		t.Errorf("recorded delivery %+v", last)
+	}
+}

@@ -138,6 +138,9 @@ func (e *Engine) Preview(ctx context.Context, cid int64, day rcv.Date) ([]Previe
 		return nil, err
 	}
 	var out []PreviewItem
+	// A stage already due goes out at the next send instant from now, and
+	// only then: not on every later day of the preview.
+	next := rcv.DateIn(e.Calendar.SendTime(e.now().In(rcv.Rome)), rcv.Rome)
 	for i := range cases {
 		c := &cases[i]
 		p := e.Policies.For(c.CompanyID)
@@ -152,6 +155,9 @@ func (e *Engine) Preview(ctx context.Context, cid int64, day rcv.Date) ([]Previe
 		}
 		when := StageTime(c, d.Send, e.Calendar)
 		if rcv.DateIn(when, rcv.Rome).Before(day) {
+			if day != next {
+				continue // due earlier: it will have gone out by then
+			}
 			when = at
 		}
 		var chs []string

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -169,9 +171,10 @@ func TestDunningEndToEnd(t *testing.T) {
 	if err := Command(ctx, []string{"cases", "-company", fmt.Sprint(cid)}, cliEnv, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "NEXT STAGE") || strings.Count(out.String(), "\n") < 2 {
+	if !strings.Contains(out.String(), "NEXT STAGE") || !strings.Contains(out.String(), "NEXT ACTION") || strings.Count(out.String(), "\n") < 2 {
 		t.Fatalf("cases table:\n%s", out.String())
 	}
+	checkCasesTable(t, out.String())
 	var cids, ids string
 	for _, line := range strings.Split(out.String(), "\n")[1:] {
 		if f := strings.Fields(line); len(f) > 3 && strings.Contains(line, "active") {
@@ -186,6 +189,7 @@ func TestDunningEndToEnd(t *testing.T) {
 	if err := Command(ctx, []string{"show", cids, ids}, cliEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "opened") {
 		t.Errorf("show: %v\n%s", err, out.String())
 	}
+	checkShow(t, out.String())
 	if err := Command(ctx, []string{"pause", cids, ids, "-until", "2020-01-01", "-operator", "maria"}, cliEnv, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "422") {
 		t.Errorf("pause in the past: %v", err)
 	}
@@ -209,6 +213,7 @@ func TestDunningEndToEnd(t *testing.T) {
 	if err := Command(ctx, []string{"show", cids, ids}, cliEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "disputed") || !strings.Contains(out.String(), "promised") || !strings.Contains(out.String(), "maria") {
 		t.Errorf("timeline after ops:\n%s", out.String())
 	}
+	checkShow(t, out.String())
 	// Remind now, by an operator: the freshness check and the outbox apply.
 	if err := Command(ctx, []string{"resume", cids, ids, "-operator", "maria"}, cliEnv, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
@@ -217,14 +222,14 @@ func TestDunningEndToEnd(t *testing.T) {
 	if err := Command(ctx, []string{"remind", cids, ids, "-stage", "second_reminder", "-operator", "maria", "-reason", "client asked for a copy"}, cliEnv, &out, io.Discard); err != nil {
 		t.Fatalf("remind: %v", err)
 	}
-	if !strings.Contains(out.String(), "messages sent  1") {
-		t.Errorf("remind now:\n%s", out.String())
+	if !regexp.MustCompile(`sent\s+second_reminder\s+by email\s+to \S+@\S+\s+\d\d/\d\d/\d{4} \d\d:\d\d:\d\d\s+message dunning-`).MatchString(out.String()) {
+		t.Errorf("remind now does not say what went where:\n%s", out.String())
 	}
 	out.Reset()
 	if err := Command(ctx, []string{"remind", cids, ids, "-stage", "second_reminder", "-operator", "maria"}, cliEnv, &out, io.Discard); err != nil {
 		t.Fatalf("second remind: %v", err)
 	}
-	if !strings.Contains(out.String(), "messages sent  0") {
+	if !strings.Contains(out.String(), "Nothing sent") {
 		t.Errorf("the same stage was sent twice on the same channel:\n%s", out.String())
 	}
 	out.Reset()
@@ -235,9 +240,43 @@ func TestDunningEndToEnd(t *testing.T) {
 	if err := Command(ctx, []string{"aging", "-company", fmt.Sprint(cid)}, cliEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "DSO") {
 		t.Errorf("aging: %v\n%s", err, out.String())
 	}
+	// Without -company: every company, amounts as Italians write them.
+	out.Reset()
+	if err := Command(ctx, []string{"aging"}, cliEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), fmt.Sprint(cid)) || !regexp.MustCompile(`€ \d{1,3}(\.\d{3})*,\d\d`).MatchString(out.String()) {
+		t.Errorf("aging of every company: %v\n%s", err, out.String())
+	}
 	out.Reset()
 	if err := Command(ctx, []string{"preview", "-company", fmt.Sprint(cid), "-date", day.AddDays(7).String()}, cliEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "dry run") {
 		t.Errorf("preview: %v\n%s", err, out.String())
+	}
+	// A stage already due goes out once, on the next send day: a preview
+	// of later days does not list it again on each of them.
+	seen := map[string]string{}
+	for d := 1; d <= 10; d++ {
+		out.Reset()
+		if err := Command(ctx, []string{"preview", "-date", day.AddDays(d).String()}, cliEnv, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(out.String(), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 6 || !regexp.MustCompile(`^\d\d:\d\d$`).MatchString(f[0]) {
+				continue
+			}
+			key := strings.Join(f[1:len(f)-3], " ") // company, client, invoice, stage
+			if prev, ok := seen[key]; ok {
+				t.Errorf("preview lists %q on %s and again on %s", key, prev, day.AddDays(d))
+			}
+			seen[key] = day.AddDays(d).String()
+		}
+	}
+	// Help needs no configuration.
+	out.Reset()
+	if err := Command(ctx, []string{"-h"}, nil, &out, io.Discard); err != nil || !strings.Contains(out.String(), "usage: dunning COMMAND") {
+		t.Errorf("dunning -h: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	if err := Command(ctx, []string{"remind", "-h"}, nil, &out, io.Discard); err != nil || !strings.Contains(out.String(), "usage: dunning remind COMPANY INVOICE") {
+		t.Errorf("dunning remind -h: %v\n%s", err, out.String())
 	}
 
 	if strings.Contains(logs.String(), sim.Token()) || strings.Contains(logs.String(), token) {
@@ -382,4 +421,57 @@ func businessMorning() (rcv.Date, func() time.Time) {
 	}
 	offset := time.Until(day.In(rcv.Rome).Add(10 * time.Hour))
 	return day, func() time.Time { return time.Now().Add(offset) }
+}
+
+// checkCasesTable: most overdue first, and a totals line.
+func checkCasesTable(t *testing.T, out string) {
+	t.Helper()
+	if os.Getenv("INCASSO_SHOW_CLI") != "" {
+		t.Log("\n" + out)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	last := 1 << 30
+	for _, l := range lines[1 : len(lines)-1] {
+		f := strings.Fields(l)
+		// DAYS LATE is the field before "€".
+		for i := len(f) - 1; i > 0; i-- {
+			if f[i] == "€" {
+				n, err := strconv.Atoi(f[i-1])
+				if err != nil {
+					t.Fatalf("days late in %q", l)
+				}
+				if n > last {
+					t.Errorf("cases not sorted by days late: %d after %d", n, last)
+				}
+				last = n
+				break
+			}
+		}
+	}
+	if !regexp.MustCompile(`\d+ cases\s+€ [\d.]+,\d\d`).MatchString(lines[len(lines)-1]) {
+		t.Errorf("no totals line: %q", lines[len(lines)-1])
+	}
+}
+
+// checkShow: no <nil>, times in Europe/Rome without nanoseconds, the next
+// stage by name, the timeline in order.
+func checkShow(t *testing.T, out string) {
+	t.Helper()
+	if os.Getenv("INCASSO_SHOW_CLI") != "" {
+		t.Log("\n" + out)
+	}
+	if strings.Contains(out, "<nil>") || regexp.MustCompile(`\d{2}:\d{2}:\d{2}\.\d+|T\d\d:\d\d|Z\b`).MatchString(out) {
+		t.Errorf("show prints raw values:\n%s", out)
+	}
+	if regexp.MustCompile(`next stage\s+\d+\s*$`).MatchString(out) || !strings.Contains(out, "amount due") || !strings.Contains(out, "€ ") {
+		t.Errorf("show lacks the stage name or the amount:\n%s", out)
+	}
+	var prev time.Time
+	for _, m := range regexp.MustCompile(`(?m)^(\d\d/\d\d/\d{4} \d\d:\d\d:\d\d)`).FindAllStringSubmatch(out, -1) {
+		at, _ := time.ParseInLocation("02/01/2006 15:04:05", m[1], rcv.Rome)
+		if at.Before(prev) {
+			t.Errorf("timeline out of order: %s after %s\n%s", at, prev, out)
+		}
+		prev = at
+	}
 }

@@ -9,9 +9,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/incasso-io/incasso/internal/notify"
+	"github.com/shopspring/decimal"
 )
 
 // opsCall makes one ops API request with the configured token.
@@ -98,15 +102,34 @@ func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, std
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(tw, "COMPANY\tINVOICE\tNUMBER\tCLIENT\tSTATE\tNEXT STAGE\tDAYS\tDUE €\tATTENTION")
-		for _, c := range out["cases"].([]any) {
+		rows := asList(out["cases"])
+		sort.SliceStable(rows, func(i, j int) bool { // most overdue first, then the larger amount
+			a, b := rows[i].(map[string]any), rows[j].(map[string]any)
+			if da, db := numf(a["days_overdue"]), numf(b["days_overdue"]); da != db {
+				return da > db
+			}
+			return dec(a["amount_due"]).GreaterThan(dec(b["amount_due"]))
+		})
+		if len(rows) == 0 {
+			fmt.Fprintln(tw, "No cases match.")
+			return nil
+		}
+		fmt.Fprintln(tw, "COMPANY\tINVOICE\tNUMBER\tCLIENT\tSTATE\tNEXT STAGE\tNEXT ACTION\tDAYS LATE\tDUE\tATTENTION")
+		total := decimal.Zero
+		for _, c := range rows {
 			m := c.(map[string]any)
 			att := ""
-			if a, ok := m["attention"].([]any); ok && len(a) > 0 {
-				att = fmt.Sprint(len(a))
+			if a := asList(m["attention"]); len(a) > 0 {
+				att = fmt.Sprintf("%d to check", len(a))
 			}
-			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\t%v\t%v\t%v\n", num(m["company_id"]), num(m["invoice_id"]), m["number"], m["client"], m["state"], m["next_stage"], num(m["days_overdue"]), m["amount_due"], att)
+			if m["awaiting_approval"] != nil {
+				att = strings.TrimLeft(att+", waits for approval", ", ")
+			}
+			total = total.Add(dec(m["amount_due"]))
+			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\t%v\t%v\t%v\t%v\n", num(m["company_id"]), num(m["invoice_id"]), m["number"], clean(str(m["client"]), 40), m["state"],
+				dash(str(m["next_stage"])), dash(romeMinute(m["wake_at"])), num(m["days_overdue"]), eur(m["amount_due"]), att)
 		}
+		fmt.Fprintf(tw, "\t\t\t%d cases\t\t\t\t\t%s\t\n", len(rows), eur(total.StringFixed(2)))
 	case "show":
 		if err := need(2); err != nil {
 			return err
@@ -116,16 +139,37 @@ func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, std
 			return err
 		}
 		c := out["case"].(map[string]any)
-		inv := c["invoice"].(map[string]any)
-		fmt.Fprintf(tw, "invoice\t%v (%v)\nclient\t%v\nstate\t%v\nnext stage\t%v\nwake at\t%v\n", inv["number"], num(c["invoice_id"]), inv["client"].(map[string]any)["name"], c["state"], num(c["stage"]), c["wake_at"])
-		fmt.Fprintln(tw, "\nWHEN\tACTION\tSTAGE\tCHANNEL\tOPERATOR\tREASON")
-		for _, e := range out["timeline"].([]any) {
+		inv, _ := c["invoice"].(map[string]any)
+		cl, _ := inv["client"].(map[string]any)
+		sum, _ := out["summary"].(map[string]any)
+		contacts := strings.Join(nonEmpty("e-mail "+str(cl["email"]), "PEC "+str(cl["pec"])), ", ")
+		fmt.Fprintf(tw, "invoice\t%v (id %v), of %v\n", inv["number"], num(c["invoice_id"]), italianDate(inv["date"]))
+		fmt.Fprintf(tw, "client\t%v\t%v\n", clean(str(cl["name"]), 80), contacts)
+		fmt.Fprintf(tw, "state\t%v\n", c["state"])
+		fmt.Fprintf(tw, "amount due\t%v, %v days late (invoice total %v)\n", eur(sum["amount_due"]), num(sum["days_overdue"]), eur(inv["amount_gross"]))
+		fmt.Fprintf(tw, "next stage\t%v\n", dash(str(sum["next_stage"])))
+		fmt.Fprintf(tw, "next action\t%v\n", dash(romeMinute(c["wake_at"])))
+		if ap, ok := c["awaiting_approval"].(map[string]any); ok {
+			fmt.Fprintf(tw, "waits for approval\t%v since %v: %v\n", ap["stage"], romeMinute(ap["since"]), ap["reason"])
+		}
+		for i, a := range asList(c["attention"]) {
+			label := ""
+			if i == 0 {
+				label = "to check"
+			}
+			fmt.Fprintf(tw, "%s\t- %v\n", label, clean(str(a), 200))
+		}
+		fmt.Fprintln(tw, "\nWHEN (Europe/Rome)\tACTION\tSTAGE\tCHANNEL\tOPERATOR\tREASON")
+		for _, e := range asList(out["timeline"]) {
 			m := e.(map[string]any)
 			action := fmt.Sprint(m["action"])
 			if action == "state" {
 				action = fmt.Sprintf("%v -> %v", m["from"], m["to"])
+				if str(m["from"]) == "" {
+					action = fmt.Sprintf("opened (%v)", m["to"])
+				}
 			}
-			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\n", m["at"], clean(action, 40), m["stage"], m["channel"], clean(str(m["operator"]), 80), clean(str(m["reason"]), 200))
+			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\n", romeTime(m["at"]), clean(action, 40), dash(str(m["stage"])), dash(str(m["channel"])), dash(clean(str(m["operator"]), 80)), clean(str(m["reason"]), 200))
 		}
 	case "remind", "pause", "resume", "dispute", "promise", "writeoff":
 		if err := need(2); err != nil {
@@ -212,7 +256,10 @@ func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, std
 			fmt.Fprintf(tw, "cases woken\t%v\n", num(n))
 		}
 	case "preview", "aging":
-		q := url.Values{"company": {fmt.Sprint(*company)}}
+		q := url.Values{}
+		if *company > 0 {
+			q.Set("company", fmt.Sprint(*company))
+		}
 		if *date != "" {
 			q.Set("date", *date)
 		}
@@ -221,18 +268,40 @@ func cli(ctx context.Context, cmd string, args []string, cfg Config, stdout, std
 			return err
 		}
 		if cmd == "aging" {
-			b := out["buckets"].(map[string]any)
-			fmt.Fprintln(tw, "NOT DUE\t0-30\t31-60\t61-90\t90+\tOPEN €\tDSO")
-			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\t%v\n", b["current"], b["0-30"], b["31-60"], b["61-90"], b["90+"], out["open"], out["dso"])
+			reports := asList(out["companies"])
+			if reports == nil {
+				reports = []any{out}
+			}
+			fmt.Fprintln(tw, "COMPANY\tNOT DUE\t0-30\t31-60\t61-90\tOVER 90\tOPEN\tDSO (days)")
+			var tot [6]decimal.Decimal
+			for _, r := range reports {
+				m := r.(map[string]any)
+				b, _ := m["buckets"].(map[string]any)
+				vals := []any{b["current"], b["0-30"], b["31-60"], b["61-90"], b["90+"], m["open"]}
+				for i, v := range vals {
+					tot[i] = tot[i].Add(dec(v))
+				}
+				fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\t%v\t%.0f\n", num(m["company_id"]), eur(vals[0]), eur(vals[1]), eur(vals[2]), eur(vals[3]), eur(vals[4]), eur(vals[5]), numf(m["dso"]))
+			}
+			if len(reports) > 1 {
+				fmt.Fprintf(tw, "all\t%v\t%v\t%v\t%v\t%v\t%v\t\n", eur(tot[0]), eur(tot[1]), eur(tot[2]), eur(tot[3]), eur(tot[4]), eur(tot[5]))
+			}
 			return nil
 		}
-		fmt.Fprintf(tw, "Would send on %v (dry run, nothing sent):\n", out["date"])
-		fmt.Fprintln(tw, "CLIENT\tINVOICE\tSTAGE\tCHANNELS\tAT\tDUE €")
-		items, _ := out["would_send"].([]any)
+		items := asList(out["would_send"])
+		fmt.Fprintf(tw, "On %v this would go out (dry run, nothing is sent):\n", italianDate(out["date"]))
+		if len(items) == 0 {
+			fmt.Fprintln(tw, "nothing.")
+			return nil
+		}
+		fmt.Fprintln(tw, "AT\tCOMPANY\tCLIENT\tINVOICE\tSTAGE\tCHANNELS\tDUE")
+		total := decimal.Zero
 		for _, it := range items {
 			m := it.(map[string]any)
-			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\n", m["client"], m["number"], m["stage"], m["channels"], m["at"], m["amount_due"])
+			total = total.Add(dec(m["amount_due"]))
+			fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%v\t%v\t%v\n", romeClock(m["at"]), num(m["company_id"]), clean(str(m["client"]), 40), m["number"], m["stage"], list(m["channels"], "-"), eur(m["amount_due"]))
 		}
+		fmt.Fprintf(tw, "\t\t%d messages\t\t\t\t%v\n", len(items), eur(total.StringFixed(2)))
 	case "whoami":
 		out, err := call("GET", "/v1/whoami", nil)
 		if err != nil {
@@ -281,4 +350,74 @@ func outcomeWord(o string) string {
 		return "FAILED"
 	}
 	return o
+}
+
+func numf(v any) float64 {
+	f, _ := v.(float64)
+	return f
+}
+
+func dec(v any) decimal.Decimal {
+	switch x := v.(type) {
+	case decimal.Decimal:
+		return x
+	case string:
+		d, _ := decimal.NewFromString(x)
+		return d
+	case float64:
+		return decimal.NewFromFloat(x)
+	}
+	return decimal.Zero
+}
+
+// eur formats an amount as Italians read it: € 1.234,56.
+func eur(v any) string {
+	if v == nil || v == "" {
+		return "-"
+	}
+	return "€ " + notify.Euro(dec(v))
+}
+
+func dash(s string) string {
+	if s == "" || s == "<nil>" {
+		return "-"
+	}
+	return s
+}
+
+func nonEmpty(parts ...string) []string {
+	var out []string
+	for _, p := range parts {
+		if !strings.HasSuffix(p, " ") {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// romeMinute shows an RFC 3339 time in Europe/Rome, to the minute; zero
+// times are empty.
+func romeMinute(v any) string {
+	t, err := time.Parse(time.RFC3339Nano, str(v))
+	if err != nil || t.IsZero() || t.Year() < 2000 {
+		return ""
+	}
+	return t.In(rome).Format("02/01/2006 15:04")
+}
+
+func romeClock(v any) string {
+	t, err := time.Parse(time.RFC3339Nano, str(v))
+	if err != nil {
+		return str(v)
+	}
+	return t.In(rome).Format("15:04")
+}
+
+// italianDate shows YYYY-MM-DD as DD/MM/YYYY.
+func italianDate(v any) string {
+	t, err := time.Parse(time.DateOnly, str(v))
+	if err != nil {
+		return str(v)
+	}
+	return t.Format("02/01/2006")
 }

@@ -243,5 +243,5 @@ func romeTime(v any) string {
 	if err != nil {
 		return str(v)
 	}
-	return t.In(rome).Format("2006-01-02 15:04:05")
+	return t.In(rome).Format("02/01/2006 15:04:05")
 }

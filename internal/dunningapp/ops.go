@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -282,7 +283,14 @@ func (a *opsAPI) show(w http.ResponseWriter, r *http.Request) {
 		engineError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"case": c, "timeline": tl})
+	slices.SortStableFunc(tl, func(x, y dunning.AuditEntry) int { return x.At.Compare(y.At) })
+	today := rcv.DateIn(a.now(), rcv.Rome)
+	p := a.eng.Policies.For(cid)
+	next := ""
+	if c.Stage < len(p.Stages) {
+		next = p.Stages[c.Stage].Name
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"case": c, "timeline": tl, "summary": caseRow(&c, next, c.Invoice.DaysOverdue(today), a.eng, today)})
 }
 
 type opRequest struct {
@@ -332,7 +340,10 @@ func (a *opsAPI) remind(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	before := a.now()
+	known := 0
+	if c, _, err := a.eng.Cases.Get(r.Context(), cid, id); err == nil {
+		known = len(c.Sent)
+	}
 	n, err := a.eng.RemindNow(r.Context(), cid, id, req.Stage, policy.Channel(req.Channel), req.Operator, req.Reason)
 	if err != nil {
 		engineError(w, err)
@@ -342,10 +353,8 @@ func (a *opsAPI) remind(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{"messages_sent": n, "deliveries": []map[string]any{}}
 	if c, rev, err := a.eng.Cases.Get(r.Context(), cid, id); err == nil && rev != 0 {
 		var ds []map[string]any
-		for _, s := range c.Sent {
-			if !s.At.Before(before.Add(-time.Second)) {
-				ds = append(ds, map[string]any{"stage": s.Stage, "channel": s.Channel, "outcome": s.Outcome, "message_id": s.MessageID, "to": s.To, "at": s.At})
-			}
+		for _, s := range c.Sent[min(known, len(c.Sent)):] {
+			ds = append(ds, map[string]any{"stage": s.Stage, "channel": s.Channel, "outcome": s.Outcome, "message_id": s.MessageID, "to": s.To, "at": s.At})
 		}
 		if ds != nil {
 			out["deliveries"] = ds
@@ -382,11 +391,11 @@ func (a *opsAPI) state(w http.ResponseWriter, r *http.Request) {
 
 func (a *opsAPI) dayParam(w http.ResponseWriter, r *http.Request) (int64, rcv.Date, bool) {
 	q := r.URL.Query()
-	cid, err := strconv.ParseInt(q.Get("company"), 10, 64)
-	if err != nil || cid <= 0 {
-		apiError(w, http.StatusBadRequest, "company: required positive integer")
+	cid, ok := optionalCompany(w, r)
+	if !ok {
 		return 0, rcv.Date{}, false
 	}
+	var err error
 	day := rcv.DateIn(a.now(), rcv.Rome)
 	if v := q.Get("date"); v != "" {
 		if day, err = rcv.ParseDate(v); err != nil {
@@ -415,12 +424,47 @@ func (a *opsAPI) aging(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ag, err := a.eng.AgingReport(r.Context(), cid, day)
+	if cid != 0 {
+		ag, err := a.eng.AgingReport(r.Context(), cid, day)
+		if err != nil {
+			engineError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, ag)
+		return
+	}
+	// Every company with cases.
+	cos, err := a.companies(r)
 	if err != nil {
 		engineError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ag)
+	out := []dunning.Aging{}
+	for _, c := range cos {
+		ag, err := a.eng.AgingReport(r.Context(), c, day)
+		if err != nil {
+			engineError(w, err)
+			return
+		}
+		out = append(out, ag)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"date": day.String(), "companies": out})
+}
+
+// companies are the companies that have cases, in order.
+func (a *opsAPI) companies(r *http.Request) ([]int64, error) {
+	cases, err := a.eng.Cases.List(r.Context(), 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []int64
+	for _, c := range cases {
+		if !slices.Contains(out, c.CompanyID) {
+			out = append(out, c.CompanyID)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 func (a *opsAPI) deadletters(w http.ResponseWriter, r *http.Request) {

@@ -92,6 +92,7 @@ func (e *Email) Send(ctx context.Context, m dunning.Message) error {
 	msg.SetMessageIDWithValue(m.MessageID + "@" + domain)
 	msg.SetGenHeader(mail.Header("Auto-Submitted"), "auto-generated")
 	msg.SetGenHeader(mail.Header("X-Incasso-Stage"), m.Stage)
+	msg.SetGenHeader(mail.Header("X-Incasso-Channel"), string(m.Channel))
 	msg.Subject(r.Subject)
 	msg.SetBodyString(mail.TypeTextPlain, r.Text)
 	msg.AddAlternativeString(mail.TypeTextHTML, r.HTML)

@@ -90,6 +90,8 @@ type Case struct {
 	// Shadow lists the stages computed while the company was in shadow
 	// mode (previewed, not sent).
 	Shadow []string `json:"shadow,omitempty"`
+	// Assignee is the operator who follows the case (console, bulk assign).
+	Assignee string `json:"assignee,omitempty"`
 }
 
 // Delivered returns the last successful delivery of any of the stages (all

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -282,4 +283,92 @@ func channelsOf(s policy.Stage) string {
 		out = append(out, string(c))
 	}
 	return strings.Join(out, ", ")
+}
+
+// Draft builds the message a stage of a case would send on a channel
+// today, without sending or recording anything: what the approval queue
+// shows before a person approves a formal notice. The stage defaults to
+// the one waiting for approval, else the next one; the channel to the
+// stage's first.
+func (e *Engine) Draft(ctx context.Context, cid, id int64, stage string, ch policy.Channel) (Message, error) {
+	c, rev, err := e.Cases.Get(ctx, cid, id)
+	if err != nil {
+		return Message{}, err
+	}
+	if rev == 0 {
+		return Message{}, ErrNoCase
+	}
+	p := e.Policies.For(cid)
+	idx := c.Stage
+	if c.Awaiting != nil {
+		idx = c.Awaiting.Index
+	}
+	if stage != "" {
+		if idx = StageIndex(p, stage); idx < 0 {
+			return Message{}, fmt.Errorf("%w: no stage %q in the policy", ErrInvalid, stage)
+		}
+	}
+	if idx >= len(p.Stages) {
+		return Message{}, fmt.Errorf("%w: every stage already ran", ErrInvalid)
+	}
+	s := p.Stages[idx]
+	if ch == "" && len(s.Channels) > 0 {
+		ch = s.Channels[0]
+	}
+	np := *p
+	np.AttachInvoicePDF = false // a draft shown on screen downloads no PDF from FIC
+	m := e.message(ctx, &np, ch, []due{{c: &c, stage: s, idx: idx}}, e.now())
+	m.MessageID = "draft"
+	return m, nil
+}
+
+// AddNote appends an operator's note to a case's timeline.
+func (e *Engine) AddNote(ctx context.Context, cid, id int64, operator, note string) error {
+	if operator == "" || note == "" {
+		return fmt.Errorf("%w: a note needs an operator and a text", ErrInvalid)
+	}
+	if _, rev, err := e.Cases.Get(ctx, cid, id); err != nil {
+		return err
+	} else if rev == 0 {
+		return ErrNoCase
+	}
+	return e.Audit.Append(ctx, cid, id, AuditEntry{At: e.now(), Action: "note", Operator: operator, Reason: note})
+}
+
+// Assign makes an operator follow a case ("" unassigns), audited.
+func (e *Engine) Assign(ctx context.Context, cid, id int64, assignee, operator string) (*Case, error) {
+	c, err := e.update(ctx, cid, id, func(c *Case, exists bool) (bool, error) {
+		if !exists {
+			return false, ErrNoCase
+		}
+		c.Assignee = assignee
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, e.Audit.Append(ctx, cid, id, AuditEntry{At: e.now(), Action: "assigned", Operator: operator, Reason: assignee})
+}
+
+// Resolve removes an item of a case's attention list (a possibly-sent or a
+// failed delivery that a person checked), with what they found, audited.
+func (e *Engine) Resolve(ctx context.Context, cid, id int64, item, operator, outcome string) (*Case, error) {
+	if operator == "" || outcome == "" {
+		return nil, fmt.Errorf("%w: say what was found", ErrInvalid)
+	}
+	c, err := e.update(ctx, cid, id, func(c *Case, exists bool) (bool, error) {
+		if !exists {
+			return false, ErrNoCase
+		}
+		i := slices.Index(c.Attention, item)
+		if i < 0 {
+			return false, fmt.Errorf("%w: that item is no longer open", ErrInvalid)
+		}
+		c.Attention = slices.Delete(c.Attention, i, i+1)
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, e.Audit.Append(ctx, cid, id, AuditEntry{At: e.now(), Action: "resolved", Operator: operator, Reason: item + " — " + outcome})
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/incasso-io/incasso/internal/audit"
 	"github.com/incasso-io/incasso/internal/calendar"
+	"github.com/incasso-io/incasso/internal/console"
 	"github.com/incasso-io/incasso/internal/contacts"
 	"github.com/incasso-io/incasso/internal/delivery"
 	"github.com/incasso-io/incasso/internal/dunning"
@@ -112,6 +113,7 @@ func (m *Main) Run(ctx context.Context) error {
 		contactStore *kvstore.Contacts
 		endpoints    *kvstore.Endpoints
 		deliveryLog  *kvstore.DeliveryLog
+		sessions     *kvstore.Sessions
 	)
 	err = natsrv.Retry(ctx, func(ctx context.Context) error {
 		if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas}); err != nil {
@@ -147,6 +149,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		if deliveryLog, err = kvstore.NewDeliveryLog(ctx, js, bc); err != nil {
+			return err
+		}
+		if sessions, err = kvstore.NewSessions(ctx, js, cfg.ConsoleSession, bc); err != nil {
 			return err
 		}
 		if aud, err = audit.New(ctx, js, cfg.Replicas); err != nil {
@@ -311,6 +316,10 @@ func (m *Main) Run(ctx context.Context) error {
 		}}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", api.handler())
+	// The console: server-rendered pages for the people who chase invoices.
+	con := &console.Console{Engine: eng, Sessions: sessions, Operators: operators, SharedToken: cfg.OpsToken, Letters: letters, Now: m.now, Log: log}
+	mux.Handle("/console/", con.Handler())
+	mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusSeeOther))
 	if cfg.Pprof {
 		mux.Handle("GET /debug/pprof/", api.auth(http.HandlerFunc(pprof.Index)))
 		mux.Handle("GET /debug/pprof/profile", api.auth(http.HandlerFunc(pprof.Profile)))

@@ -106,6 +106,8 @@ type Config struct {
 	// replica without news before JetStream gives it to another; the
 	// failover time of an endpoint follows from it (about twice this).
 	DeliveryAckWait time.Duration `env:"DUNNING_DELIVERY_ACK_WAIT" envDefault:"15s"`
+	// ConsoleSession is how long a console sign-in lasts.
+	ConsoleSession time.Duration `env:"DUNNING_CONSOLE_SESSION" envDefault:"12h"`
 	// EndpointSecretGrace is how long a rotated-out endpoint secret keeps
 	// signing.
 	EndpointSecretGrace time.Duration `env:"DUNNING_ENDPOINT_SECRET_GRACE" envDefault:"24h"`

@@ -161,3 +161,86 @@ func (o *Operators) Revoke(ctx context.Context, name string) error {
 	}
 	return fmt.Errorf("kvstore: no active operator %q", name)
 }
+
+// Active returns the operator with that id if it is not revoked
+// (ErrBadToken otherwise): a console session checks it on every request,
+// so revoking an operator ends their sessions too.
+func (o *Operators) Active(ctx context.Context, id string) (Operator, error) {
+	var op Operator
+	rev, err := getJSON(ctx, o.KV, id, &op)
+	if err != nil {
+		return op, err
+	}
+	if rev == 0 || !op.Revoked.IsZero() {
+		return Operator{}, ErrBadToken
+	}
+	return op, nil
+}
+
+// SessionsBucket keeps console sign-ins; entries expire with the bucket's
+// TTL.
+const SessionsBucket = "incasso_console_sessions"
+
+// Session is a signed-in console user.
+type Session struct {
+	OperatorID string    `json:"operator_id,omitempty"` // "" for the shared token
+	Name       string    `json:"name"`
+	Role       string    `json:"role"`
+	Shared     bool      `json:"shared,omitempty"`
+	CSRF       string    `json:"csrf"`
+	Created    time.Time `json:"created"`
+}
+
+// Sessions stores console sessions under random ids.
+type Sessions struct{ KV jetstream.KeyValue }
+
+// NewSessions opens the bucket; a session lasts ttl.
+func NewSessions(ctx context.Context, js jetstream.JetStream, ttl time.Duration, c BucketConfig) (*Sessions, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SessionsBucket, Description: "console sign-ins (expire by TTL)",
+		History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: max(1, c.Replicas)})
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: bucket %s: %w", SessionsBucket, err)
+	}
+	return &Sessions{KV: kv}, nil
+}
+
+// Create stores a session and returns its id.
+func (s *Sessions) Create(ctx context.Context, sess Session) (string, error) {
+	id := make([]byte, 32)
+	if _, err := rand.Read(id); err != nil {
+		return "", err
+	}
+	key := hex.EncodeToString(id)
+	b, _ := json.Marshal(sess)
+	if _, err := s.KV.Create(ctx, key, b); err != nil {
+		return "", fmt.Errorf("kvstore: session: %w", err)
+	}
+	return key, nil
+}
+
+// Get returns a session (ErrBadToken when absent or expired).
+func (s *Sessions) Get(ctx context.Context, id string) (Session, error) {
+	var sess Session
+	if len(id) != 64 {
+		return sess, ErrBadToken
+	}
+	if _, err := hex.DecodeString(id); err != nil {
+		return sess, ErrBadToken
+	}
+	rev, err := getJSON(ctx, s.KV, id, &sess)
+	if err != nil {
+		return sess, err
+	}
+	if rev == 0 {
+		return sess, ErrBadToken
+	}
+	return sess, nil
+}
+
+// Delete ends a session.
+func (s *Sessions) Delete(ctx context.Context, id string) error {
+	if err := s.KV.Delete(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return err
+	}
+	return nil
+}

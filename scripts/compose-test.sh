@@ -24,7 +24,8 @@ trap cleanup EXIT
 cleanup
 "${COMPOSE[@]}" "${PROFILE[@]}" up -d
 get() { curl -fsS --max-time 3 "$1" 2>/dev/null || true; }
-events=0 mails=0 queued=0 creditor=no
+events=0 mails=0 queued=0 creditor=no console=no
+jar=$(mktemp)
 ops() { curl -fsS --max-time 3 -H "Authorization: Bearer ${DUNNING_OPS_TOKEN:-compose-demo-ops-token}" "http://127.0.0.1:8081$1" 2>/dev/null || true; }
 for _ in $(seq 1 90); do
   events=$(get http://127.0.0.1:8080/metrics | awk '/^incasso_events_published_total/ {s+=$2} END {print s+0}')
@@ -34,13 +35,16 @@ for _ in $(seq 1 90); do
   # policy's) and the IBAN of its bank account in FIC.
   if [ "$mails" -gt 0 ] && get http://127.0.0.1:8025/messages/1 | tr -d '\r' | sed -e ':a' -e '/=$/N; s/=\n//; ta' | grep -q 'Via dei Mille 12' &&
      get http://127.0.0.1:8025/messages/1 | tr -d '\r' | sed -e ':a' -e '/=$/N; s/=\n//; ta' | grep -q 'IBAN IT'; then creditor=yes; fi
-  if [ "${events%.*}" -gt 0 ] && [ "$mails" -gt 0 ] && [ "$queued" -gt 0 ] && [ "$creditor" = yes ]; then
-    echo "compose test: ok — $events events published, $mails reminders in the mail catcher (with the creditor's address and IBAN), $queued waiting for approval"
+  # The console: sign in with the shared token and a name, see the queue.
+  if [ "$console" = no ] && curl -fsS --max-time 3 -c "$jar" -o /dev/null -d "token=${DUNNING_OPS_TOKEN:-compose-demo-ops-token}&name=compose-test" http://127.0.0.1:8081/console/login 2>/dev/null &&
+     curl -fsS --max-time 3 -b "$jar" http://127.0.0.1:8081/console/ 2>/dev/null | grep -q 'Da approvare'; then console=yes; fi
+  if [ "${events%.*}" -gt 0 ] && [ "$mails" -gt 0 ] && [ "$queued" -gt 0 ] && [ "$creditor" = yes ] && [ "$console" = yes ]; then
+    echo "compose test: ok — $events events published, $mails reminders in the mail catcher (with the creditor's address and IBAN), $queued waiting for approval, shown in the console"
     exit 0
   fi
   sleep 2
 done
-echo "compose test: FAILED — events=$events mails=$mails queued=$queued creditor=$creditor" >&2
+echo "compose test: FAILED — events=$events mails=$mails queued=$queued creditor=$creditor console=$console" >&2
 "${COMPOSE[@]}" "${PROFILE[@]}" ps >&2 || true
 "${COMPOSE[@]}" "${PROFILE[@]}" logs --tail 40 >&2 || true
 exit 1

@@ -293,10 +293,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
   ficsim (FIC sandbox)   %s   token %s, companies %v
   NATS + JetStream       %s   try: nats sub 'incasso.events.>' --user incasso --password %s
   poller                 http://%s/metrics
+  console                http://%s/console/   sign in with the token %s and your name
   dunning ops API        http://%s   DUNNING_OPS_TOKEN=%s DUNNING_OPS_URL=http://%s go run ./cmd/dunning cases
   mail catcher           http://%s/   (reminders land here)
   business clock         %s (Europe/Rome)%s
-`, simURL, sim.Token(), sim.CompanyIDs(), ns.ClientURL(), natsPassword, pollerLn, *opsAddr, opsToken, *opsAddr, mailLn.Addr(), now().In(rcv.Rome).Format("Mon 2 Jan 2006 15:04"),
+`, simURL, sim.Token(), sim.CompanyIDs(), ns.ClientURL(), natsPassword, pollerLn, *opsAddr, opsToken, *opsAddr, opsToken, *opsAddr, mailLn.Addr(), now().In(rcv.Rome).Format("Mon 2 Jan 2006 15:04"),
 		map[bool]string{true: " — shifted into the send window", false: ""}[shifted])
 
 	pm := &pollerapp.Main{Config: pcfg, Log: slog.New(slog.NewTextHandler(logw, nil)), Out: progress{out}, Now: now}

@@ -319,8 +319,12 @@ func (c *Console) letterHTML(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(out.HTML))
 }
 
+var errForbidden = errors.New("forbidden")
+
 func statusOf(err error) int {
 	switch {
+	case errors.Is(err, errForbidden):
+		return http.StatusForbidden
 	case errors.Is(err, dunning.ErrNoCase):
 		return http.StatusNotFound
 	case errors.Is(err, dunning.ErrInvalid):
@@ -369,13 +373,21 @@ func (c *Console) do(r *http.Request, cid, id int64, action string) (string, err
 	}
 	switch action {
 	case dunning.Approve, dunning.Reject, dunning.Postpone:
+		// A formal step (a stage the policy puts behind approval: the
+		// notice, the hand-off) is an admin's decision, as in the API.
+		if cs, rev, err := c.Engine.Cases.Get(ctx, cid, id); err == nil && rev != 0 && cs.Awaiting != nil && !c.isAdmin(r) {
+			p := c.Engine.Policies.For(cid)
+			if i := dunning.StageIndex(p, cs.Awaiting.Stage); i >= 0 && p.Stages[i].Approval {
+				return "", fmt.Errorf("%w: %s is a formal step: deciding on it needs an admin", errForbidden, cs.Awaiting.Stage)
+			}
+		}
 		if _, err := c.Engine.DecideApproval(ctx, cid, id, action, until, me, reason); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("%s: %d/%d", action, cid, id), nil
 	case "pause", "resume", "dispute", "promise", "writeoff":
 		if action == "writeoff" && !c.isAdmin(r) {
-			return "", fmt.Errorf("%w: writing off needs an admin", dunning.ErrInvalid)
+			return "", fmt.Errorf("%w: writing off needs an admin", errForbidden)
 		}
 		to := map[string]dunning.State{"pause": dunning.Paused, "resume": dunning.Active, "dispute": dunning.Disputed, "promise": dunning.Promised, "writeoff": dunning.Closed}[action]
 		if _, err := c.Engine.SetState(ctx, cid, id, to, until, me, reason); err != nil {

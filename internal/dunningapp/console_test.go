@@ -300,3 +300,51 @@ func a11y(t *testing.T, ctx context.Context, page string) {
 		t.Errorf("%s: %d unlabelled controls %v, %d h1, lang %q", page, len(unlabeled), unlabeled, h1, lang)
 	}
 }
+
+// An operator may approve a catch-up reminder but not a formal step, nor
+// write off: those are an admin's, in the console as in the API.
+func TestConsoleFormalStepsNeedAnAdmin(t *testing.T) {
+	base, tokens, cid := consoleService(t)
+	ctx := context.Background()
+	shared := Config{OpsURL: base, OpsToken: "shared-ops-token-0123"}
+	out, _ := opsCall(ctx, shared, "GET", "/v1/cases", nil)
+	var id string
+	for _, c := range asList(out["cases"]) {
+		m := c.(map[string]any)
+		if m["awaiting_approval"] == nil && m["state"] == "active" {
+			id = num(m["invoice_id"])
+			break
+		}
+	}
+	if id == "" {
+		t.Fatal("no active case without an approval")
+	}
+	op, csrf := signIn(t, base, tokens["operator"])
+	op.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := op.PostForm(fmt.Sprintf("%s/console/cases/%d/%s/act", base, cid, id), url.Values{"csrf": {csrf}, "action": {"writeoff"}, "reason": {"irrecuperabile"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("an operator wrote off: %d", resp.StatusCode)
+	}
+	admin, acsrf := signIn(t, base, tokens["admin"])
+	admin.CheckRedirect = op.CheckRedirect
+	resp, _ = admin.PostForm(fmt.Sprintf("%s/console/cases/%d/%s/act", base, cid, id), url.Values{"csrf": {acsrf}, "action": {"writeoff"}, "reason": {"irrecuperabile"}})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("an admin could not write off: %d", resp.StatusCode)
+	}
+	// The audit names the admin.
+	show, _ := opsCall(ctx, shared, "GET", fmt.Sprintf("/v1/cases/%d/%s", cid, id), nil)
+	found := false
+	for _, e := range asList(show["timeline"]) {
+		if e.(map[string]any)["operator"] == "Giulia admin" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the write-off is not audited with the signed-in admin: %v", show["timeline"])
+	}
+}

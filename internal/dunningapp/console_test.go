@@ -17,9 +17,13 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/incasso-io/incasso/internal/dunning"
 	"github.com/incasso-io/incasso/internal/ficsim"
 	"github.com/incasso-io/incasso/internal/ficsimtest"
+	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/natstest"
+	"github.com/incasso-io/incasso/internal/policy"
+	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
 // consoleService runs the service with a first-sync backlog in the
@@ -33,6 +37,7 @@ func consoleService(t *testing.T) (base string, tokens map[string]string, cid in
 	ctx := context.Background()
 	_, smtpPort := startSMTP(t)
 	_, now := businessMorning()
+	formalInvoice = ""
 	env := []string{"NATS_URL=" + ns.ClientURL(), "FIC_BASE_URL=" + fsrv.URL, "FIC_ACCESS_TOKEN=" + sim.Token(),
 		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", smtpPort), "SMTP_TLS=none",
 		"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=shared-ops-token-0123", "DUNNING_GROUP_DELAY=200ms"}
@@ -54,8 +59,40 @@ func consoleService(t *testing.T) (base string, tokens map[string]string, cid in
 		out, err := opsCall(ctx, Config{OpsURL: base, OpsToken: "shared-ops-token-0123"}, "GET", "/v1/approvals", nil)
 		return err == nil && len(asList(out["approvals"])) > 2
 	})
+	// One case has had its two reminders and waits for its formal notice
+	// (a diffida by PEC), as a long-running case would.
+	cases, err := kvstore.NewCases(ctx, js, kvstore.BucketConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := cases.List(ctx, cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range all {
+		if c.State != dunning.Active || c.Invoice.DaysOverdue(rcv.DateIn(now(), rcv.Rome)) < 40 || c.Invoice.Client.PEC == "" {
+			continue
+		}
+		_, rev, _ := cases.Get(ctx, cid, c.InvoiceID)
+		at := now().Add(-10 * 24 * time.Hour)
+		c.Sent = []dunning.Sent{{Stage: "first_reminder", Channel: policy.Email, At: at.Add(-7 * 24 * time.Hour), MessageID: "dunning-old-1", Outcome: "sent"},
+			{Stage: "second_reminder", Channel: policy.Email, At: at, MessageID: "dunning-old-2", Outcome: "sent"}}
+		c.Stage, c.CatchUp = 3, false
+		c.Awaiting = &dunning.Approval{Stage: "formal_notice", Index: 3, Since: now(), Reason: "formal step"}
+		if _, err := cases.Put(ctx, c, rev); err != nil {
+			t.Fatal(err)
+		}
+		formalInvoice = c.Invoice.Number
+		break
+	}
+	if formalInvoice == "" {
+		t.Fatal("no case fit for a formal notice")
+	}
 	return base, tokens, cid
 }
+
+// formalInvoice is the number of the invoice whose formal notice waits.
+var formalInvoice string
 
 // signIn returns an HTTP client holding a console session.
 func signIn(t *testing.T, base, token string) (*http.Client, string) {
@@ -207,20 +244,36 @@ func TestConsoleInTheBrowser(t *testing.T) {
 		t.Fatalf("work queue:\n%.1500s", m)
 	}
 	a11y(t, ctx, "work queue")
-	// Read the letter waiting for approval.
-	do("read the letter", chromedp.Click(chromedp.CSS(`#h-approvals ~ table a[href*="/letter"]`)), chromedp.WaitVisible(chromedp.CSS(`pre`)))
+	// Read a catch-up reminder waiting for approval, and approve it.
+	do("read the letter", chromedp.Click(chromedp.CSS(`#h-approvals ~ table tr.stage-first_reminder a[href*="/letter"]`)), chromedp.WaitVisible(chromedp.CSS(`pre`)))
 	if l := text("pre"); !strings.Contains(l, "€") || !strings.Contains(strings.ToLower(l), "fattura") {
 		t.Fatalf("letter:\n%.1500s", l)
 	}
 	if count(`iframe[src*="/letter.html"]`) != 1 {
 		t.Error("no HTML letter frame")
 	}
-	// Approve it from the queue.
 	do("queue", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.ID("h-approvals")))
 	before := count(`#h-approvals ~ table tbody tr`)
-	do("approve", chromedp.Click(chromedp.CSS(`#h-approvals ~ table tbody tr:first-child button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`.flash`)))
+	do("approve", chromedp.Click(chromedp.CSS(`#h-approvals ~ table tbody tr.stage-first_reminder button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`.flash`)))
 	if f, after := text(".flash"), count(`#h-approvals ~ table tbody tr`); !strings.Contains(f, "approve") || after != before-1 {
 		t.Fatalf("approve: flash %q, queue %d -> %d", f, before, after)
+	}
+	// The formal notice: an operator may read it but not decide on it.
+	do("formal notice as operator", chromedp.Click(chromedp.CSS(`#h-approvals ~ table tr.stage-formal_notice button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`.error`)))
+	if e := text(".error"); !strings.Contains(e, "admin") {
+		t.Errorf("an operator deciding on a formal notice: %q", e)
+	}
+	// An admin reads the diffida and approves it.
+	do("sign out", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS(`header form button`)), chromedp.Click(chromedp.CSS(`header form button`)), chromedp.WaitVisible(chromedp.ID("token")))
+	do("sign in as admin", chromedp.SendKeys(chromedp.ID("token"), tokens["admin"]+"\r"), chromedp.WaitVisible(chromedp.ID("h-approvals")),
+		chromedp.Click(chromedp.CSS(`#h-approvals ~ table tr.stage-formal_notice a[href*="/letter"]`)), chromedp.WaitVisible(chromedp.CSS(`pre`)))
+	if l := strings.ToLower(text("pre")); !strings.Contains(l, "la diffidiamo formalmente") || !strings.Contains(l, "interessi di mora") || !strings.Contains(text("main table"), "pec") {
+		t.Fatalf("the formal notice letter:\n%.2000s", l)
+	}
+	do("approve the notice", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.ID("h-approvals")),
+		chromedp.Click(chromedp.CSS(`#h-approvals ~ table tr.stage-formal_notice button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`.flash`)))
+	if f := text(".flash"); !strings.Contains(f, "approve") || count(`#h-approvals ~ table tr.stage-formal_notice`) != 0 {
+		t.Fatalf("approving the formal notice of %s: %q", formalInvoice, f)
 	}
 	// Filter the cases: at least 60 days late, sorted by amount.
 	do("filter", chromedp.Navigate(base+"/console/cases"), chromedp.WaitVisible(chromedp.ID("f-days")),

@@ -270,6 +270,11 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	if l := strings.ToLower(text("pre")); !strings.Contains(l, "la diffidiamo formalmente") || !strings.Contains(l, "interessi di mora") || !strings.Contains(text("main table"), "pec") {
 		t.Fatalf("the formal notice letter:\n%.2000s", l)
 	}
+	if dir := os.Getenv("INCASSO_SCREENSHOT_DIR"); dir != "" {
+		if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+			_ = os.WriteFile(dir+"/letter.png", png, 0o644)
+		}
+	}
 	do("approve the notice", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.ID("h-approvals")),
 		chromedp.Click(chromedp.CSS(`#h-approvals ~ table tr.stage-formal_notice button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`.flash`)))
 	if f := text(".flash"); !strings.Contains(f, "approve") || count(`#h-approvals ~ table tr.stage-formal_notice`) != 0 {
@@ -278,7 +283,12 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	// Filter the cases: at least 60 days late, sorted by amount.
 	do("filter", chromedp.Navigate(base+"/console/cases"), chromedp.WaitVisible(chromedp.ID("f-days")),
 		chromedp.SendKeys(chromedp.ID("f-days"), "60"), chromedp.SetValue(chromedp.ID("f-sort"), "-amount"),
-		chromedp.Click(chromedp.CSS(`form.filters button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`tfoot`)))
+		chromedp.Click(chromedp.CSS(`form.filters button[type=submit]`)))
+	waitFor(t, "the filtered page", 10*time.Second, func() bool { // the click navigates: wait for the new page
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`location.search.includes('min_days=60') && document.readyState === 'complete'`))
+		return err == nil && v
+	})
+	do("filtered table", chromedp.WaitVisible(chromedp.CSS(`tfoot`)))
 	days, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('tbody tr td:nth-child(8)')).map(td => td.textContent)`))
 	if err != nil || len(days) == 0 {
 		t.Fatalf("filtered list: %v %v", days, err)
@@ -299,6 +309,11 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	// Pause a whole client.
 	do("open a client", chromedp.Click(chromedp.CSS(`tbody tr:first-child td:nth-child(4) a`)), chromedp.WaitVisible(chromedp.ID("pc-until")))
 	until := time.Now().AddDate(0, 0, 20).Format("2006-01-02")
+	if dir := os.Getenv("INCASSO_SCREENSHOT_DIR"); dir != "" {
+		if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+			_ = os.WriteFile(dir+"/client.png", png, 0o644)
+		}
+	}
 	do("pause the client", chromedp.SetValue(chromedp.ID("pc-until"), until), chromedp.SendKeys(chromedp.ID("pc-reason"), "accordo di rientro"),
 		chromedp.Click(chromedp.CSS(`form[action$="/pause"] button`)), chromedp.WaitVisible(chromedp.CSS(`.flash`)))
 	if m := text("main"); !strings.Contains(m, "paused") || !strings.Contains(m, "sospesa") {

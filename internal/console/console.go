@@ -15,6 +15,7 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -326,11 +327,17 @@ func (c *Console) renderStatus(w http.ResponseWriter, r *http.Request, status in
 	if f := r.URL.Query().Get("done"); f != "" {
 		data["Flash"] = clean(f, 200)
 	}
+	// Rendered whole first: a template error is a 500 with a log line, a
+	// client gone mid-write is nobody's error.
+	var buf bytes.Buffer
+	if err := c.tpl[page].Execute(&buf, data); err != nil {
+		c.log().Error("console page", "page", page, "error", err)
+		http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	if err := c.tpl[page].Execute(w, data); err != nil {
-		c.log().Error("console page", "page", page, "error", err)
-	}
+	_, _ = w.Write(buf.Bytes())
 }
 
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, status int, err error) {

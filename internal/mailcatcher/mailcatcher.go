@@ -8,6 +8,7 @@
 package mailcatcher
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	_ "time/tzdata" // Europe/Rome in FROM scratch images
 
 	"github.com/emersion/go-smtp"
 )
@@ -127,7 +129,15 @@ func (s *session) Data(r io.Reader) error {
 func (s *session) Reset()        { s.from, s.to = "", nil }
 func (s *session) Logout() error { return nil }
 
-var rome, _ = time.LoadLocation("Europe/Rome")
+// rome is Europe/Rome; time/tzdata (imported below) makes it load in a
+// FROM scratch image, which has no zoneinfo.
+var rome = func() *time.Location {
+	l, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		return time.UTC
+	}
+	return l
+}()
 
 var funcs = template.FuncMap{
 	"rome": func(t time.Time) string {
@@ -199,8 +209,13 @@ func (c *Catcher) Handler() http.Handler {
 	}
 	mux.HandleFunc("GET /messages/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if m, ok := find(w, r); ok {
+			var buf bytes.Buffer
+			if err := one.Execute(&buf, m); err != nil {
+				http.Error(w, "message page: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			_ = one.Execute(w, m)
+			_, _ = w.Write(buf.Bytes())
 		}
 	})
 	mux.HandleFunc("GET /messages/{id}/html", func(w http.ResponseWriter, r *http.Request) {

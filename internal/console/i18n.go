@@ -140,6 +140,7 @@ var texts = map[string][2]string{
 	"add_note":         {"Aggiungi nota", "Add note"},
 	"assign":           {"Assegna a", "Assign to"},
 	"pause_client":     {"Sospendi tutto il cliente fino al", "Pause the whole client until"},
+	"pause_client_btn": {"Sospendi il cliente", "Pause the client"},
 	"client_page":      {"Scheda cliente", "Client"},
 	"contacts":         {"Recapiti", "Contacts"},
 	"letter_of":        {"Lettera", "Letter"},

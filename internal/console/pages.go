@@ -14,6 +14,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/incasso-io/incasso/internal/dunning"
+	"github.com/incasso-io/incasso/internal/notify"
 	"github.com/incasso-io/incasso/internal/policy"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
@@ -276,47 +277,41 @@ func (c *Console) casePage(w http.ResponseWriter, r *http.Request) {
 		"Stages": stages, "Policy": p})
 }
 
+// draft renders the letter a stage would send today; false: answered.
+func (c *Console) draft(w http.ResponseWriter, r *http.Request) (dunning.Message, notify.Rendered, int64, int64, bool) {
+	cid, id, err := pathIDs(r)
+	if err != nil {
+		c.fail(w, r, http.StatusBadRequest, err)
+		return dunning.Message{}, notify.Rendered{}, 0, 0, false
+	}
+	m, err := c.Engine.Draft(r.Context(), cid, id, r.URL.Query().Get("stage"), policy.Channel(r.URL.Query().Get("channel")))
+	if err != nil {
+		c.fail(w, r, statusOf(err), err)
+		return m, notify.Rendered{}, 0, 0, false
+	}
+	out, err := c.Letters.Render(m)
+	if err != nil {
+		c.fail(w, r, http.StatusUnprocessableEntity, err)
+		return m, out, 0, 0, false
+	}
+	return m, out, cid, id, true
+}
+
 // letter shows the letter a stage would send today, rendered as the client
 // would read it.
 func (c *Console) letter(w http.ResponseWriter, r *http.Request) {
-	cid, id, err := pathIDs(r)
-	if err != nil {
-		c.fail(w, r, http.StatusBadRequest, err)
-		return
+	if m, out, cid, id, ok := c.draft(w, r); ok {
+		c.render(w, r, "letter", map[string]any{"M": m, "Letter": out, "CID": cid, "ID": id, "Query": r.URL.RawQuery})
 	}
-	m, err := c.Engine.Draft(r.Context(), cid, id, r.URL.Query().Get("stage"), policy.Channel(r.URL.Query().Get("channel")))
-	if err != nil {
-		c.fail(w, r, statusOf(err), err)
-		return
-	}
-	out, err := c.Letters.Render(m)
-	if err != nil {
-		c.fail(w, r, http.StatusUnprocessableEntity, err)
-		return
-	}
-	c.render(w, r, "letter", map[string]any{"M": m, "Letter": out, "CID": cid, "ID": id, "Query": r.URL.RawQuery})
 }
 
 func (c *Console) letterHTML(w http.ResponseWriter, r *http.Request) {
-	cid, id, err := pathIDs(r)
-	if err != nil {
-		c.fail(w, r, http.StatusBadRequest, err)
-		return
+	if _, out, _, _, ok := c.draft(w, r); ok {
+		// The letter's HTML in a sandboxed frame: it may style itself, nothing else.
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(out.HTML))
 	}
-	m, err := c.Engine.Draft(r.Context(), cid, id, r.URL.Query().Get("stage"), policy.Channel(r.URL.Query().Get("channel")))
-	if err != nil {
-		c.fail(w, r, statusOf(err), err)
-		return
-	}
-	out, err := c.Letters.Render(m)
-	if err != nil {
-		c.fail(w, r, http.StatusUnprocessableEntity, err)
-		return
-	}
-	// The letter's HTML in a sandboxed frame: it may style itself, nothing else.
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'")
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_, _ = w.Write([]byte(out.HTML))
 }
 
 var errForbidden = errors.New("forbidden")

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/shopspring/decimal"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	_ "time/tzdata"
@@ -46,6 +47,7 @@ import (
 	"github.com/incasso-io/incasso/internal/lifecycle"
 	"github.com/incasso-io/incasso/internal/mailcatcher"
 	"github.com/incasso-io/incasso/internal/natsrv"
+	"github.com/incasso-io/incasso/internal/notify"
 	"github.com/incasso-io/incasso/internal/policy"
 	"github.com/incasso-io/incasso/internal/pollerapp"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
@@ -278,9 +280,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return // the initial sync is summarised in the totals
 		}
 		d, _ := events.ParseData(e)
-		due := d.Document.AmountDue
-		if due == "" {
-			due = "-"
+		due := "-"
+		if a, err := decimal.NewFromString(d.Document.AmountDue); err == nil {
+			due = notify.Euro(a)
 		}
 		fmt.Fprintf(out, "  ● %-24s company %d %-20s %-28s due € %s\n", e.Type(), d.Document.CompanyID, e.Subject(), trim(d.Document.Client.Name, 28), due)
 	})

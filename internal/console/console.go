@@ -52,8 +52,12 @@ type Console struct {
 	// recorded as "ops-token (as NAME)" with the name given at sign-in.
 	SharedToken string
 	Letters     *notify.Renderer
-	Now         func() time.Time
-	Log         *slog.Logger
+	// Archive has the letters as they were sent (nil: none kept).
+	Archive interface {
+		Get(ctx context.Context, messageID, channel string) (notify.Letter, bool, error)
+	}
+	Now func() time.Time
+	Log *slog.Logger
 
 	once    sync.Once
 	tpl     map[string]*template.Template
@@ -105,6 +109,7 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("GET /console/cases/{cid}/{id}/letter", c.auth(kvstore.RoleViewer, c.letter))
 	mux.Handle("GET /console/cases/{cid}/{id}/letter.html", c.auth(kvstore.RoleViewer, c.letterHTML))
 	mux.Handle("POST /console/cases/{cid}/{id}/act", c.auth(kvstore.RoleOperator, c.act))
+	mux.Handle("GET /console/cases/{cid}/{id}/sent/{msg}/{ch}", c.auth(kvstore.RoleViewer, c.sent))
 	mux.Handle("GET /console/clients/{cid}/{client}", c.auth(kvstore.RoleViewer, c.clientPage))
 	mux.Handle("POST /console/clients/{cid}/{client}/pause", c.auth(kvstore.RoleOperator, c.pauseClient))
 	mux.Handle("GET /console/reports", c.auth(kvstore.RoleViewer, c.reports))

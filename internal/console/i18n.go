@@ -146,6 +146,8 @@ var texts = map[string][2]string{
 	"letter_of":        {"Lettera", "Letter"},
 	"subject":          {"Oggetto", "Subject"},
 	"text_version":     {"Versione testo", "Text version"},
+	"letter_archived":  {"La lettera come è stata inviata, il", "The letter as it was sent, on"},
+	"letter_draft":     {"Anteprima: la lettera come partirebbe oggi (nulla è stato inviato).", "Preview: the letter as it would go today (nothing was sent)."},
 	"back_case":        {"Torna alla pratica", "Back to the case"},
 	"reports":          {"Andamento crediti", "Receivables"},
 	"aging_chart":      {"Scaduto per fascia", "Aging buckets"},

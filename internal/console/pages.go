@@ -301,7 +301,12 @@ func (c *Console) draft(w http.ResponseWriter, r *http.Request) (dunning.Message
 // would read it.
 func (c *Console) letter(w http.ResponseWriter, r *http.Request) {
 	if m, out, cid, id, ok := c.draft(w, r); ok {
-		c.render(w, r, "letter", map[string]any{"M": m, "Letter": out, "CID": cid, "ID": id, "Query": r.URL.RawQuery})
+		to := m.Client.Email
+		if m.Channel == policy.PEC {
+			to = m.Client.PEC
+		}
+		c.render(w, r, "letter", map[string]any{"Stage": m.Stage, "Channel": m.Channel, "To": m.Client.Name + " <" + to + ">", "Subject": out.Subject,
+			"Text": out.Text, "HasHTML": out.HTML != "", "HTMLSrc": fmt.Sprintf("%s/cases/%d/%d/letter.html?%s", prefix, cid, id, r.URL.RawQuery), "CID": cid, "ID": id})
 	}
 }
 
@@ -312,6 +317,37 @@ func (c *Console) letterHTML(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write([]byte(out.HTML))
 	}
+}
+
+// sent shows a letter as it went out (the archive), or says it was not
+// kept (sent before the archive existed, or not by e-mail).
+func (c *Console) sent(w http.ResponseWriter, r *http.Request) {
+	cid, id, err := pathIDs(r)
+	if err != nil {
+		c.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	if c.Letters == nil || c.Archive == nil {
+		c.fail(w, r, http.StatusNotFound, errors.New("letters are not archived here"))
+		return
+	}
+	l, ok, err := c.Archive.Get(r.Context(), r.PathValue("msg"), r.PathValue("ch"))
+	if err != nil {
+		c.fail(w, r, http.StatusServiceUnavailable, err)
+		return
+	}
+	if !ok {
+		c.fail(w, r, http.StatusNotFound, errors.New("this letter was not kept (sent before letters were archived, or not by e-mail or PEC)"))
+		return
+	}
+	if r.URL.Query().Get("part") == "html" {
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(l.HTML))
+		return
+	}
+	c.render(w, r, "letter", map[string]any{"Archived": true, "At": l.At, "Stage": r.URL.Query().Get("stage"), "Channel": l.Channel, "To": l.To, "Subject": l.Subject,
+		"Text": l.Text, "HasHTML": l.HTML != "", "HTMLSrc": r.URL.Path + "?part=html", "CID": cid, "ID": id})
 }
 
 var errForbidden = errors.New("forbidden")

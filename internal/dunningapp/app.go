@@ -114,6 +114,7 @@ func (m *Main) Run(ctx context.Context) error {
 		endpoints    *kvstore.Endpoints
 		deliveryLog  *kvstore.DeliveryLog
 		sessions     *kvstore.Sessions
+		archive      *kvstore.Letters
 	)
 	err = natsrv.Retry(ctx, func(ctx context.Context) error {
 		if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas}); err != nil {
@@ -152,6 +153,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		if sessions, err = kvstore.NewSessions(ctx, js, cfg.ConsoleSession, bc); err != nil {
+			return err
+		}
+		if archive, err = kvstore.NewLetters(ctx, js, bc); err != nil {
 			return err
 		}
 		if aud, err = audit.New(ctx, js, cfg.Replicas); err != nil {
@@ -201,13 +205,13 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	senders := map[policy.Channel]dunning.Sender{
-		policy.Email: &notify.Email{Renderer: letters, Config: notify.SMTPConfig{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUser, Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}},
+		policy.Email: &notify.Email{Renderer: letters, Archive: archive, Config: notify.SMTPConfig{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUser, Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}},
 	}
 	if cfg.PECHost != "" {
-		senders[policy.PEC] = &notify.Email{PEC: true, Renderer: letters, Config: notify.SMTPConfig{Host: cfg.PECHost, Port: cfg.PECPort, Username: cfg.PECUser, Password: cfg.PECPassword, From: cfg.PECFrom, TLS: cfg.PECTLS}}
+		senders[policy.PEC] = &notify.Email{PEC: true, Renderer: letters, Archive: archive, Config: notify.SMTPConfig{Host: cfg.PECHost, Port: cfg.PECPort, Username: cfg.PECUser, Password: cfg.PECPassword, From: cfg.PECFrom, TLS: cfg.PECTLS}}
 	} else {
 		log.Warn("PEC_SMTP_HOST unset: formal notices go through SMTP_HOST to the client's PEC address")
-		senders[policy.PEC] = &notify.Email{PEC: true, Renderer: letters, Config: notify.SMTPConfig{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUser, Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}}
+		senders[policy.PEC] = &notify.Email{PEC: true, Renderer: letters, Archive: archive, Config: notify.SMTPConfig{Host: cfg.SMTPHost, Port: cfg.SMTPPort, Username: cfg.SMTPUser, Password: cfg.SMTPPassword, From: cfg.SMTPFrom, TLS: cfg.SMTPTLS}}
 	}
 	if cfg.PlatformURL != "" {
 		pu, _ := url.Parse(cfg.PlatformURL) // validated
@@ -317,7 +321,7 @@ func (m *Main) Run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", api.handler())
 	// The console: server-rendered pages for the people who chase invoices.
-	con := &console.Console{Engine: eng, Sessions: sessions, Operators: operators, SharedToken: cfg.OpsToken, Letters: letters, Now: m.now, Log: log}
+	con := &console.Console{Engine: eng, Sessions: sessions, Operators: operators, SharedToken: cfg.OpsToken, Letters: letters, Archive: archive, Now: m.now, Log: log}
 	mux.Handle("/console/", con.Handler())
 	mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusSeeOther))
 	if cfg.Pprof {

@@ -254,10 +254,25 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	}
 	do("queue", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.ID("h-approvals")))
 	before := count(`#h-approvals ~ table tbody tr`)
+	caseURL, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#h-approvals ~ table tbody tr.stage-first_reminder td:nth-child(2) a').href`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	do("approve", chromedp.Click(chromedp.CSS(`#h-approvals ~ table tbody tr.stage-first_reminder button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`.flash`)))
 	if f, after := text(".flash"), count(`#h-approvals ~ table tbody tr`); !strings.Contains(f, "approve") || after != before-1 {
 		t.Fatalf("approve: flash %q, queue %d -> %d", f, before, after)
 	}
+	// The reminder went out: the case's timeline has the letter as it was sent.
+	waitFor(t, "the approved reminder sent", 20*time.Second, func() bool {
+		_ = chromedp.Do(ctx, chromedp.Navigate(caseURL))
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#h-sent ~ table a[href*="/sent/"]').length`))
+		return err == nil && n > 0
+	})
+	do("read the letter as sent", chromedp.Click(chromedp.CSS(`#h-sent ~ table a[href*="/sent/"]`)), chromedp.WaitVisible(chromedp.CSS(`pre`)))
+	if intro, l := text("main .intro"), text("pre"); !strings.Contains(intro, "come è stata inviata") || !strings.Contains(l, "€") {
+		t.Fatalf("the sent letter: %q\n%.800s", intro, l)
+	}
+	do("back to the queue", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.ID("h-approvals")))
 	// The formal notice: an operator may read it but not decide on it.
 	do("formal notice as operator", chromedp.Click(chromedp.CSS(`#h-approvals ~ table tr.stage-formal_notice button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`.error`)))
 	if e := text(".error"); !strings.Contains(e, "admin") {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/incasso-io/incasso/internal/contacts"
 	"github.com/incasso-io/incasso/internal/dunning"
+	"github.com/incasso-io/incasso/internal/notify"
 )
 
 // Dunning buckets.
@@ -259,4 +260,37 @@ func (s *Contacts) Delete(ctx context.Context, cid, id int64) error {
 		return fmt.Errorf("kvstore: delete contacts of client %d: %w", id, err)
 	}
 	return nil
+}
+
+// LettersBucket keeps every letter as it was rendered for its delivery.
+const LettersBucket = "incasso_letters"
+
+// Letters implements notify.Archive under <message id>.<channel>.
+type Letters struct{ KV jetstream.KeyValue }
+
+var _ notify.Archive = (*Letters)(nil)
+
+// NewLetters opens the bucket.
+func NewLetters(ctx context.Context, js jetstream.JetStream, c BucketConfig) (*Letters, error) {
+	kv, err := bucket(ctx, js, LettersBucket, "letters as sent (subject, text, HTML), by message id and channel", c)
+	return &Letters{KV: kv}, err
+}
+
+func letterKey(id, ch string) string {
+	return strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_").Replace(id) + "." + ch
+}
+
+// Put implements notify.Archive.
+func (l *Letters) Put(ctx context.Context, x notify.Letter) error {
+	if _, err := l.KV.Put(ctx, letterKey(x.MessageID, x.Channel), mustJSON(x)); err != nil {
+		return fmt.Errorf("kvstore: letter %s: %w", x.MessageID, err)
+	}
+	return nil
+}
+
+// Get returns a letter (found false when none was kept).
+func (l *Letters) Get(ctx context.Context, id, ch string) (notify.Letter, bool, error) {
+	var x notify.Letter
+	rev, err := getJSON(ctx, l.KV, letterKey(id, ch), &x)
+	return x, rev != 0, err
 }

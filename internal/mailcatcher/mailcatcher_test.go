@@ -29,7 +29,8 @@ func TestCatcherShowsWhatAPersonReads(t *testing.T) {
 	go func() { _ = c.ServeSMTP(ln) }()
 	defer c.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	e := &notify.Email{PEC: true, Config: notify.SMTPConfig{Host: "127.0.0.1", Port: port, From: "crediti@pec.alfa.example", TLS: "none", Timeout: 5 * time.Second}}
+	arch := &archive{}
+	e := &notify.Email{PEC: true, Archive: arch, Config: notify.SMTPConfig{Host: "127.0.0.1", Port: port, From: "crediti@pec.alfa.example", TLS: "none", Timeout: 5 * time.Second}}
 	m := notify.Sample(policy.Default().Default.Stages[1], 1, "it")
 	m.Channel = policy.PEC
 	m.Creditor.FromName = "Alfa S.r.l. – Ufficio crediti"
@@ -41,6 +42,10 @@ func TestCatcherShowsWhatAPersonReads(t *testing.T) {
 	msgs := c.Messages()
 	if len(msgs) != 1 {
 		t.Fatalf("%d messages", len(msgs))
+	}
+	// The letter is archived as it went out.
+	if len(arch.got) != 1 || arch.got[0].Channel != "pec" || arch.got[0].To != m.Client.PEC || arch.got[0].Subject != msgs[0].Subject || !strings.Contains(arch.got[0].Text, "€") || arch.got[0].HTML == "" {
+		t.Errorf("archived %+v", arch.got)
 	}
 	srv := httptest.NewServer(c.Handler())
 	defer srv.Close()
@@ -89,3 +94,7 @@ func rome(t *testing.T) *time.Location {
 	}
 	return l
 }
+
+type archive struct{ got []notify.Letter }
+
+func (a *archive) Put(_ context.Context, l notify.Letter) error { a.got = append(a.got, l); return nil }

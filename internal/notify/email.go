@@ -33,6 +33,25 @@ type Email struct {
 	PEC bool
 	// Renderer renders the letters (nil: the shipped templates).
 	Renderer *Renderer
+	// Archive, if set, keeps each letter as it was rendered for its
+	// delivery, so the case's timeline shows what the client received.
+	Archive Archive
+}
+
+// Letter is a letter as it went out.
+type Letter struct {
+	MessageID string    `json:"message_id"`
+	Channel   string    `json:"channel"`
+	To        string    `json:"to"`
+	Subject   string    `json:"subject"`
+	Text      string    `json:"text"`
+	HTML      string    `json:"html,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// Archive stores letters by message id and channel (kvstore.Letters).
+type Archive interface {
+	Put(ctx context.Context, l Letter) error
 }
 
 var _ dunning.Sender = (*Email)(nil)
@@ -102,6 +121,16 @@ func (e *Email) Send(ctx context.Context, m dunning.Message) error {
 		}
 	}
 
+	if e.Archive != nil {
+		// Kept before it goes: a letter "possibly sent" is on record too.
+		ch := "email"
+		if e.PEC {
+			ch = "pec"
+		}
+		if err := e.Archive.Put(ctx, Letter{MessageID: m.MessageID, Channel: ch, To: to, Subject: r.Subject, Text: r.Text, HTML: r.HTML, At: time.Now().UTC()}); err != nil {
+			return fmt.Errorf("archive the letter: %w", err) // temporary: retried, nothing sent yet
+		}
+	}
 	opts := []mail.Option{mail.WithPort(e.Config.Port), mail.WithTimeout(max(e.Config.Timeout, 5*time.Second))}
 	switch e.Config.TLS {
 	case "none":

@@ -194,8 +194,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	quotas, err := kvstore.SharedQuotas(ctx, js, cfg.FICLimits, kvstore.BucketConfig{Replicas: cfg.Replicas}, log)
-	if err != nil {
+	// Its bucket is created like the others: retried while JetStream is
+	// not ready (a cluster still electing), not fatal at once.
+	var quotas *fic.Quotas
+	if err := natsrv.Retry(ctx, func(ctx context.Context) (err error) {
+		quotas, err = kvstore.SharedQuotas(ctx, js, cfg.FICLimits, kvstore.BucketConfig{Replicas: cfg.Replicas}, log)
+		return err
+	}); err != nil {
 		return err
 	}
 	ficDir, err := newFICClients(ctx, cfg, js, log, func(creds fic.Credentials) (*fic.Client, error) {

@@ -298,3 +298,43 @@ func TestSnapshotsDocuments(t *testing.T) {
 		t.Fatalf("documents of company 7: %v", ids)
 	}
 }
+
+// Replicas configured with different lease TTLs all follow the bucket's
+// (issue #19): a replica starting with a short TTL no longer shortens the
+// bucket under another one's leases, which then expired between that
+// replica's renewals and were taken.
+func TestLeaseTTLIsTheBucketsForEveryReplica(t *testing.T) {
+	_, _, js := natstest.MustRunJetStream(t)
+	ctx := context.Background()
+	slow, err := kvstore.NewLeases(ctx, js, "replica-slow", 30*time.Second, kvstore.BucketConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := kvstore.NewLeases(ctx, js, "replica-fast", 3*time.Second, kvstore.BucketConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := slow.KV.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TTL() != 30*time.Second || fast.TTL != 30*time.Second || slow.TTL != 30*time.Second {
+		t.Fatalf("bucket TTL %v, the replicas renew on %v and %v; want all 30s", st.TTL(), slow.TTL, fast.TTL)
+	}
+	if fast.Configured != 3*time.Second {
+		t.Errorf("the configured TTL is lost for the warning: %v", fast.Configured)
+	}
+	// The slow replica's lease, renewed on its 10 s cadence, is not taken
+	// by the fast one in between.
+	rev, err := slow.Acquire(ctx, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3500 * time.Millisecond) // longer than the fast replica's own TTL
+	if _, err := fast.Acquire(ctx, 7); !errors.Is(err, kvstore.ErrLeaseHeld) {
+		t.Fatalf("the fast replica took a lease renewed in time: %v", err)
+	}
+	if _, err := slow.Renew(ctx, 7, rev); err != nil {
+		t.Errorf("renew: %v", err)
+	}
+}

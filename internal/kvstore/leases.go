@@ -26,22 +26,44 @@ var (
 type Leases struct {
 	KV    jetstream.KeyValue
 	Owner string
-	TTL   time.Duration
+	TTL   time.Duration // the bucket's: what renewals follow
+	// Configured is the TTL this process asked for (it differs from TTL
+	// when the bucket already had another one).
+	Configured time.Duration
 }
 
-// NewLeases opens the bucket (TTL per entry = ttl).
+// NewLeases opens the bucket, creating it with ttl if it does not exist.
+//
+// An existing bucket's TTL wins over ttl: every replica renews on the
+// bucket's TTL, whatever its own POLLER_LEASE_TTL says. Before, each
+// replica set the bucket's TTL to its own at start, so replicas with
+// different settings expired each other's leases (a 30 s replica, renewing
+// every 10 s in a bucket another replica had set to 3 s, lost its leases
+// three times a minute). Leases.Configured keeps what was asked, for the
+// warning; changing the TTL is deliberate: stop the pollers and edit the
+// bucket (nats kv edit incasso_leases --ttl ...).
 func NewLeases(ctx context.Context, js jetstream.JetStream, owner string, ttl time.Duration, c BucketConfig) (*Leases, error) {
 	if owner == "" || ttl < time.Second {
 		return nil, errors.New("kvstore: leases need an owner and a TTL of at least 1s")
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: LeasesBucket, Description: "per-company poller leases", History: 1, TTL: ttl,
-		Storage: jetstream.FileStorage, Replicas: max(1, c.Replicas),
-	})
+	kv, err := js.KeyValue(ctx, LeasesBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: LeasesBucket, Description: "per-company poller leases", History: 1, TTL: ttl,
+			Storage: jetstream.FileStorage, Replicas: max(1, c.Replicas),
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, LeasesBucket) // another replica created it first
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: bucket %s: %w", LeasesBucket, err)
 	}
-	return &Leases{KV: kv, Owner: owner, TTL: ttl}, nil
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: bucket %s: %w", LeasesBucket, err)
+	}
+	return &Leases{KV: kv, Owner: owner, TTL: st.TTL(), Configured: ttl}, nil
 }
 
 // OpenLeases opens the leases bucket as it is (another process, the

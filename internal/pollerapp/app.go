@@ -167,6 +167,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if leases.TTL != leases.Configured {
+		log.Warn("POLLER_LEASE_TTL differs from the leases bucket's TTL: this poller follows the bucket's, as every replica does (to change it: stop the pollers, then nats kv edit "+kvstore.LeasesBucket+" --ttl ...)",
+			"configured", leases.Configured, "bucket", leases.TTL)
+	}
 	sched.Clock = m.Now
 
 	var runner *poller.Runner
@@ -177,8 +181,13 @@ func (m *Main) Run(ctx context.Context) error {
 		return float64(len(runner.Owned()))
 	})
 	httpClient := fic.NewHTTPClient()
-	quotas, err := kvstore.SharedQuotas(ctx, js, cfg.FICLimits, bc, log)
-	if err != nil {
+	// Its bucket is created like the others: retried while JetStream is
+	// not ready (a cluster still electing), not fatal at once.
+	var quotas *fic.Quotas
+	if err := natsrv.Retry(ctx, func(ctx context.Context) (err error) {
+		quotas, err = kvstore.SharedQuotas(ctx, js, cfg.FICLimits, bc, log)
+		return err
+	}); err != nil {
 		return err
 	}
 	newClient := func(creds fic.Credentials) (*fic.Client, error) {
@@ -283,7 +292,7 @@ func (m *Main) Run(ctx context.Context) error {
 		p.Owners = owners
 	}
 	runner = &poller.Runner{
-		Poller: p, Leases: leases, LeaseTTL: cfg.LeaseTTL, Log: log, Companies: companies, MaxConcurrentScans: cfg.MaxScans,
+		Poller: p, Leases: leases, LeaseTTL: leases.TTL, Log: log, Companies: companies, MaxConcurrentScans: cfg.MaxScans,
 		Budget: poller.Budget{Share: cfg.ScanShare, HourlyLimit: cfg.FICLimits.Hourly, MonthlyLimit: cfg.FICLimits.Monthly, MinInterval: cfg.MinInterval, MaxInterval: cfg.MaxInterval},
 		Progress: func(cid int64, kind rcv.Kind, page, last int) {
 			fmt.Fprintf(m.Out, "scan company %d %s page %d/%d\n", cid, kind, page, last)

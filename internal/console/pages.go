@@ -175,15 +175,24 @@ func (c *Console) list(r *http.Request, f filter) ([]row, error) {
 	return out, nil
 }
 
-func (c *Console) cases(w http.ResponseWriter, r *http.Request) {
+// filtered reads the query's filter and lists its cases; false: answered.
+func (c *Console) filtered(w http.ResponseWriter, r *http.Request) (filter, []row, bool) {
 	f, err := parseFilter(r.URL.Query())
 	if err != nil {
 		c.fail(w, r, http.StatusBadRequest, err)
-		return
+		return f, nil, false
 	}
 	rows, err := c.list(r, f)
 	if err != nil {
 		c.fail(w, r, http.StatusServiceUnavailable, err)
+		return f, nil, false
+	}
+	return f, rows, true
+}
+
+func (c *Console) cases(w http.ResponseWriter, r *http.Request) {
+	f, rows, ok := c.filtered(w, r)
+	if !ok {
 		return
 	}
 	due, out := decimal.Zero, decimal.Zero
@@ -203,14 +212,8 @@ func (c *Console) cases(w http.ResponseWriter, r *http.Request) {
 // casesCSV exports the filtered cases (amounts with a dot, dates ISO, so a
 // spreadsheet reads them in any locale).
 func (c *Console) casesCSV(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilter(r.URL.Query())
-	if err != nil {
-		c.fail(w, r, http.StatusBadRequest, err)
-		return
-	}
-	rows, err := c.list(r, f)
-	if err != nil {
-		c.fail(w, r, http.StatusServiceUnavailable, err)
+	_, rows, ok := c.filtered(w, r)
+	if !ok {
 		return
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")

@@ -3,6 +3,7 @@ package dunningapp
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -164,6 +166,21 @@ func TestConsoleSecurity(t *testing.T) {
 		}
 		resp.Body.Close()
 		return resp.StatusCode
+	}
+	// CSV export of the filtered cases.
+	resp, err = op.Get(base + "/console/cases.csv?min_days=30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(resp.Body).ReadAll()
+	resp.Body.Close()
+	if err != nil || len(rows) < 2 || rows[0][0] != "company_id" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") {
+		t.Fatalf("CSV: %v %v", err, rows)
+	}
+	for _, r := range rows[1:] {
+		if d, _ := strconv.Atoi(r[9]); d < 30 {
+			t.Errorf("CSV row %v under the filter's 30 days", r)
+		}
 	}
 	note := url.Values{"action": {"note"}, "note": {"chiamato il cliente"}}
 	if code := post(op, note, nil); code != http.StatusForbidden {

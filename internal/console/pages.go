@@ -240,9 +240,15 @@ func csvSafe(s string) string {
 	return s
 }
 
+// pathIDs reads {cid} and the id in the path's second wildcard (the
+// invoice's {id} or the {client}).
 func pathIDs(r *http.Request) (int64, int64, error) {
+	second := "id"
+	if r.PathValue("client") != "" {
+		second = "client"
+	}
 	cid, err1 := strconv.ParseInt(r.PathValue("cid"), 10, 64)
-	id, err2 := strconv.ParseInt(r.PathValue(map[bool]string{true: "id", false: "client"}[r.PathValue("id") != ""]), 10, 64)
+	id, err2 := strconv.ParseInt(r.PathValue(second), 10, 64)
 	if err1 != nil || err2 != nil || cid <= 0 || id <= 0 {
 		return 0, 0, errors.New("company and invoice ids are positive integers")
 	}
@@ -384,6 +390,11 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request) {
 	if back == prefix+"/" && r.PostForm.Get("back") == "" {
 		back = fmt.Sprintf("%s/cases/%d/%d", prefix, cid, id)
 	}
+	goBack(w, r, back, msg)
+}
+
+// goBack redirects to back, saying what was done (shown as the flash).
+func goBack(w http.ResponseWriter, r *http.Request, back, msg string) {
 	sep := "?"
 	if strings.Contains(back, "?") {
 		sep = "&"
@@ -490,19 +501,21 @@ func (c *Console) bulk(w http.ResponseWriter, r *http.Request) {
 	if len(failed) > 0 {
 		msg += fmt.Sprintf(", %d not: %s", len(failed), strings.Join(failed, "; "))
 	}
-	back := safeNext(r.PostForm.Get("back"))
-	sep := "?"
-	if strings.Contains(back, "?") {
-		sep = "&"
-	}
-	http.Redirect(w, r, back+sep+"done="+url.QueryEscape(clean(msg, 200)), http.StatusSeeOther)
+	goBack(w, r, safeNext(r.PostForm.Get("back")), clean(msg, 200))
 }
 
-// clientCases are a client's cases in a company.
-func (c *Console) clientCases(r *http.Request, cid, client int64) ([]row, error) {
+// clientCases are the cases of the path's client, oldest invoice first;
+// false: answered.
+func (c *Console) clientCases(w http.ResponseWriter, r *http.Request) (int64, int64, []row, bool) {
+	cid, client, err := pathIDs(r)
+	if err != nil {
+		c.fail(w, r, http.StatusBadRequest, err)
+		return 0, 0, nil, false
+	}
 	all, err := c.Engine.Cases.List(r.Context(), cid)
 	if err != nil {
-		return nil, err
+		c.fail(w, r, http.StatusServiceUnavailable, err)
+		return 0, 0, nil, false
 	}
 	today := rcv.DateIn(c.now(), rcv.Rome)
 	var out []row
@@ -512,18 +525,12 @@ func (c *Console) clientCases(r *http.Request, cid, client int64) ([]row, error)
 		}
 	}
 	slices.SortStableFunc(out, func(a, b row) int { return a.C.Invoice.Date.Compare(b.C.Invoice.Date) })
-	return out, nil
+	return cid, client, out, true
 }
 
 func (c *Console) clientPage(w http.ResponseWriter, r *http.Request) {
-	cid, client, err := pathIDs(r)
-	if err != nil {
-		c.fail(w, r, http.StatusBadRequest, err)
-		return
-	}
-	rows, err := c.clientCases(r, cid, client)
-	if err != nil {
-		c.fail(w, r, http.StatusServiceUnavailable, err)
+	cid, client, rows, ok := c.clientCases(w, r)
+	if !ok {
 		return
 	}
 	if len(rows) == 0 {
@@ -541,14 +548,8 @@ func (c *Console) clientPage(w http.ResponseWriter, r *http.Request) {
 
 // pauseClient pauses every open case of a client until a date.
 func (c *Console) pauseClient(w http.ResponseWriter, r *http.Request) {
-	cid, client, err := pathIDs(r)
-	if err != nil {
-		c.fail(w, r, http.StatusBadRequest, err)
-		return
-	}
-	rows, err := c.clientCases(r, cid, client)
-	if err != nil {
-		c.fail(w, r, http.StatusServiceUnavailable, err)
+	cid, client, rows, ok := c.clientCases(w, r)
+	if !ok {
 		return
 	}
 	n := 0
@@ -562,5 +563,5 @@ func (c *Console) pauseClient(w http.ResponseWriter, r *http.Request) {
 			n++
 		}
 	}
-	http.Redirect(w, r, fmt.Sprintf("%s/clients/%d/%d?done=%s", prefix, cid, client, url.QueryEscape(fmt.Sprintf("paused %d case(s)", n))), http.StatusSeeOther)
+	goBack(w, r, fmt.Sprintf("%s/clients/%d/%d", prefix, cid, client), fmt.Sprintf("paused %d case(s)", n))
 }

@@ -358,11 +358,7 @@ func (w *worker) deliver(ctx context.Context, it item, ackWait time.Duration) {
 			_ = it.msg.Nak()
 			return
 		}
-		a := Attempt{At: now.UTC(), EventID: it.ev.ID(), Type: it.ev.Type(), Subject: it.ev.Subject(), Seq: it.seq, Attempt: attempt,
-			Status: res.Status, LatencyMS: float64(res.Latency.Microseconds()) / 1000}
-		if res.Err != nil {
-			a.Error = res.Err.Error()
-		}
+		a := attemptOf(it.ev, it.seq, attempt, now, res, "")
 		switch {
 		case res.Delivered():
 			a.Outcome = "delivered"
@@ -397,6 +393,16 @@ func (w *worker) deliver(ctx context.Context, it item, ackWait time.Duration) {
 		a.Outcome = "retrying"
 		w.record(ctx, ep, a)
 	}
+}
+
+// attemptOf is the log line of one HTTP attempt at e.
+func attemptOf(e event.Event, seq uint64, n int, now time.Time, res Result, outcome string) Attempt {
+	a := Attempt{At: now.UTC(), EventID: e.ID(), Type: e.Type(), Subject: e.Subject(), Seq: seq, Attempt: n,
+		Status: res.Status, LatencyMS: float64(res.Latency.Microseconds()) / 1000, Outcome: outcome}
+	if res.Err != nil {
+		a.Error = res.Err.Error()
+	}
+	return a
 }
 
 // sleepInProgress waits d, telling JetStream every ackWait/3 that the

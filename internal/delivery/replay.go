@@ -115,13 +115,9 @@ func (m *Manager) replay(ctx context.Context, ep Endpoint, oc jetstream.Consumer
 				}
 				now := m.now()
 				res = Send(ctx, m.Client(mustURL(ep.URL)), ep, e, now)
-				a := Attempt{At: now.UTC(), EventID: e.ID(), Type: e.Type(), Subject: e.Subject(), Seq: seq, Attempt: attempt,
-					Status: res.Status, LatencyMS: float64(res.Latency.Microseconds()) / 1000, Outcome: "replayed"}
+				a := attemptOf(e, seq, attempt, now, res, "replayed")
 				if !res.Delivered() {
 					a.Outcome = "replay_failed"
-					if res.Err != nil {
-						a.Error = res.Err.Error()
-					}
 				}
 				if m.Log != nil {
 					_ = m.Log.Append(ctx, ep.ID, a)
@@ -193,10 +189,7 @@ func (m *Manager) SendTest(ctx context.Context, id string) (Attempt, error) {
 		return Attempt{}, err
 	}
 	res := Send(ctx, m.Client(mustURL(ep.URL)), ep, e, now)
-	a := Attempt{At: now.UTC(), EventID: e.ID(), Type: e.Type(), Attempt: 1, Status: res.Status, LatencyMS: float64(res.Latency.Microseconds()) / 1000, Outcome: "test"}
-	if res.Err != nil {
-		a.Error = res.Err.Error()
-	}
+	a := attemptOf(e, 0, 1, now, res, "test")
 	if m.Log != nil {
 		_ = m.Log.Append(ctx, id, a)
 	}

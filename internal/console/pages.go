@@ -36,7 +36,7 @@ func (c *Console) row(cs *dunning.Case, today rcv.Date) row {
 		Due: dunning.DemandOn(cs, today, false, c.Engine.Calendar).Total, Outstanding: cs.Outstanding()}
 	if cs.Stage < len(p.Stages) {
 		s := p.Stages[cs.Stage]
-		r.NextStage, r.Formal = s.Name, s.Approval || s.Escalate || slices.Contains(s.Channels, policy.PEC)
+		r.NextStage, r.Formal = s.Name, s.Formal()
 	}
 	return r
 }

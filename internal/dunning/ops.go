@@ -43,7 +43,7 @@ func (e *Engine) RemindNow(ctx context.Context, cid, id int64, stage string, ch 
 	if idx >= len(p.Stages) {
 		return 0, fmt.Errorf("%w: every stage already ran", ErrInvalid)
 	}
-	if s := p.Stages[idx]; stage == "" && (s.Approval || s.Escalate || contains(s.Channels, policy.PEC)) {
+	if s := p.Stages[idx]; stage == "" && s.Formal() {
 		// A formal notice or a hand-off is never sent by default: the
 		// operator names it.
 		return 0, fmt.Errorf("%w: the next stage, %s, is a formal step (%s): name it to send it now (-stage %s)", ErrInvalid, s.Name, channelsOf(s), s.Name)

@@ -67,6 +67,13 @@ type Stage struct {
 	Clause1454 bool `yaml:"clause_1454"`
 }
 
+// Formal reports a formal step: a stage behind approval, a hand-off, or a
+// PEC letter (a formal notice). "Remind now" never sends one unless it is
+// named, and the console marks it.
+func (s Stage) Formal() bool {
+	return s.Approval || s.Escalate || slices.Contains(s.Channels, PEC)
+}
+
 // Creditor is who the letters are from and how to pay: what FIC does not
 // provide (the registered office, the signature) or what overrides it.
 type Creditor struct {

@@ -420,11 +420,8 @@ func (c *Console) do(r *http.Request, cid, id int64, action string) (string, err
 	case dunning.Approve, dunning.Reject, dunning.Postpone:
 		// A formal step (a stage the policy puts behind approval: the
 		// notice, the hand-off) is an admin's decision, as in the API.
-		if cs, rev, err := c.Engine.Cases.Get(ctx, cid, id); err == nil && rev != 0 && cs.Awaiting != nil && !c.isAdmin(r) {
-			p := c.Engine.Policies.For(cid)
-			if i := dunning.StageIndex(p, cs.Awaiting.Stage); i >= 0 && p.Stages[i].Approval {
-				return "", fmt.Errorf("%w: %s is a formal step: deciding on it needs an admin", errForbidden, cs.Awaiting.Stage)
-			}
+		if stage, err := c.Engine.AwaitsFormalDecision(ctx, cid, id); err == nil && stage != "" && !c.isAdmin(r) {
+			return "", fmt.Errorf("%w: %s is a formal step: deciding on it needs an admin", errForbidden, stage)
 		}
 		if _, err := c.Engine.DecideApproval(ctx, cid, id, action, until, me, reason); err != nil {
 			return "", err

@@ -220,3 +220,19 @@ func (e *Engine) DecideApproval(ctx context.Context, cid, id int64, decision str
 	nc, _, err := e.Cases.Get(ctx, cid, id)
 	return &nc, err
 }
+
+// AwaitsFormalDecision returns the stage waiting for approval on the case
+// when it is a formal step (a stage the policy puts behind approval: the
+// notice, the hand-off), an admin's decision; "" when nothing waits or it
+// is a catch-up reminder, an operator's. The ops API and the console ask.
+func (e *Engine) AwaitsFormalDecision(ctx context.Context, cid, id int64) (string, error) {
+	c, rev, err := e.Cases.Get(ctx, cid, id)
+	if err != nil || rev == 0 || c.Awaiting == nil {
+		return "", err
+	}
+	p := e.Policies.For(cid)
+	if i := StageIndex(p, c.Awaiting.Stage); i >= 0 && p.Stages[i].Approval {
+		return c.Awaiting.Stage, nil
+	}
+	return "", nil
+}

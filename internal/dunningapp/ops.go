@@ -531,12 +531,9 @@ func (a *opsAPI) approval(decision string) http.HandlerFunc {
 		// A formal step (a stage the policy puts behind approval: the
 		// notice, the hand-off) is an admin's decision; a catch-up
 		// reminder an operator's.
-		if c, _, err := a.eng.Cases.Get(r.Context(), cid, id); err == nil && c.Awaiting != nil {
-			p := a.eng.Policies.For(cid)
-			if i := dunning.StageIndex(p, c.Awaiting.Stage); i >= 0 && p.Stages[i].Approval && kvstore.Rank(principalOf(r).Role) < kvstore.Rank(kvstore.RoleAdmin) {
-				apiError(w, http.StatusForbidden, fmt.Sprintf("%s is a formal step: deciding on it needs admin (%s is %s)", c.Awaiting.Stage, principalOf(r).Name, principalOf(r).Role))
-				return
-			}
+		if stage, err := a.eng.AwaitsFormalDecision(r.Context(), cid, id); err == nil && stage != "" && kvstore.Rank(principalOf(r).Role) < kvstore.Rank(kvstore.RoleAdmin) {
+			apiError(w, http.StatusForbidden, fmt.Sprintf("%s is a formal step: deciding on it needs admin (%s is %s)", stage, principalOf(r).Name, principalOf(r).Role))
+			return
 		}
 		c, err := a.eng.DecideApproval(r.Context(), cid, id, decision, until, req.Operator, req.Reason)
 		if err != nil {

@@ -1,22 +1,44 @@
 package poller
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
-// Leaser grants a company to one replica at a time (see kvstore.Leases).
-type Leaser interface {
-	Acquire(ctx context.Context, cid int64) (uint64, error)
-	Renew(ctx context.Context, cid int64, rev uint64) (uint64, error)
-	Release(ctx context.Context, cid int64, rev uint64) error
+// Holding is who holds a partition, at which revision of its record.
+type Holding struct {
+	Holder string
+	Rev    uint64
+}
+
+// Membership is how replicas share the partitions (see kvstore.Partitions):
+// each live replica renews one record of its own; a partition is held by a
+// record naming its holder, written only when it changes hands.
+type Membership interface {
+	// Self is this replica's name.
+	Self() string
+	// TTL is how long a replica stays live after its last heartbeat.
+	TTL() time.Duration
+	// Heartbeat says this replica is live.
+	Heartbeat(ctx context.Context) error
+	// Members lists the live replicas.
+	Members(ctx context.Context) ([]string, error)
+	// Holdings returns every held partition.
+	Holdings(ctx context.Context) (map[int]Holding, error)
+	// Claim takes partition p if it is still as seen (was.Rev 0: free).
+	Claim(ctx context.Context, p int, was Holding) (Holding, error)
+	// Release gives p up if it is still held as h.
+	Release(ctx context.Context, p int, h Holding) error
+	// Leave ends this replica's membership (on a clean stop).
+	Leave(ctx context.Context) error
 }
 
 // Company is one FIC company the runner reconciles.
@@ -27,15 +49,23 @@ type Company struct {
 	Quota func() QuotaView
 }
 
-// Runner reconciles many companies: each company it holds a lease on gets
-// a loop that scans it, then waits the interval its quota budget allows
-// (or until a quota reset). Leases are renewed every TTL/3; a lost lease
-// stops that company's loop at once, and a dead replica's companies are
-// picked up by another within one TTL.
+// Runner reconciles many companies. Companies are hashed into Partitions
+// partitions; the live replicas share the partitions evenly by their
+// companies (Assign), and a replica scans only the companies of the
+// partitions it holds. Between two scans a company costs nothing: no
+// goroutine, no write, only an entry in the runner's schedule. The
+// replicas' only periodic writes are one heartbeat each per TTL/3, however
+// many companies there are.
+//
+// A partition changes hands only when its holder has finished with it: a
+// replica giving a partition up first cancels and waits for its scans, then
+// releases it; a replica takes a partition only when it is free or its
+// holder is no longer live. A replica that cannot renew its heartbeat for
+// two thirds of the TTL stops every scan before its membership can expire,
+// so two replicas never scan one company at once.
 type Runner struct {
 	Poller    *Poller
-	Leases    Leaser // nil: this replica owns every company
-	LeaseTTL  time.Duration
+	Members   Membership // nil: this replica holds every partition
 	Budget    Budget
 	Companies func(ctx context.Context) ([]Company, error)
 	Progress  Progress
@@ -44,29 +74,61 @@ type Runner struct {
 	// (default 32): memory stays O(MaxConcurrentScans × page) however many
 	// companies a replica holds.
 	MaxConcurrentScans int
-	Log                *slog.Logger
+	// Settle is how long a starting replica waits, after its first
+	// heartbeat, for replicas starting with it to appear before it takes
+	// partitions (default TTL/6).
+	Settle time.Duration
+	Log    *slog.Logger
 
-	mu       sync.Mutex
-	owned    map[int64]*held
-	stopping map[int64]chan struct{}
-	scans    chan struct{}
+	mu    sync.Mutex
+	parts map[int]*partState
+	comps map[int64]*compState
+	sched schedule
+	wake  chan struct{}
 }
 
-type held struct {
-	rev     uint64
-	renewed time.Time
-	cancel  context.CancelFunc
-	done    chan struct{}
+type partState struct {
+	h         Holding
+	ctx       context.Context
+	cancel    context.CancelFunc
+	running   int
+	releasing bool
+}
+
+type compState struct {
+	c       Company
+	part    int
+	next    time.Time
+	running bool
+	gone    bool // no longer this replica's: not rescheduled
+	index   int  // in the schedule heap (-1: not in it)
 }
 
 // Owned returns the companies this replica currently holds.
 func (r *Runner) Owned() []int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]int64, 0, len(r.owned))
-	for id := range r.owned {
-		out = append(out, id)
+	out := make([]int64, 0, len(r.comps))
+	for id, cs := range r.comps {
+		if !cs.gone {
+			out = append(out, id)
+		}
 	}
+	slices.Sort(out)
+	return out
+}
+
+// Partitions returns the partitions this replica currently holds.
+func (r *Runner) Partitions() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []int
+	for p, ps := range r.parts {
+		if !ps.releasing {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 
@@ -77,208 +139,459 @@ func (r *Runner) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// Run blocks until ctx is done, then stops every loop and releases leases.
+func (r *Runner) ttl() time.Duration {
+	if r.Members == nil {
+		return 30 * time.Second
+	}
+	return r.Members.TTL()
+}
+
+// Run blocks until ctx is done, then stops every scan and releases the
+// partitions.
 func (r *Runner) Run(ctx context.Context) error {
-	ttl := r.ttl()
 	r.mu.Lock()
-	r.owned = map[int64]*held{}
-	r.stopping = map[int64]chan struct{}{}
+	r.parts = map[int]*partState{}
+	r.comps = map[int64]*compState{}
+	r.sched = nil
+	r.wake = make(chan struct{}, 1)
+	r.mu.Unlock()
+
 	n := r.MaxConcurrentScans
 	if n <= 0 {
 		n = 32
 	}
-	r.scans = make(chan struct{}, n)
-	r.mu.Unlock()
+	work := make(chan *compState)
+	var workers sync.WaitGroup
+	for range n {
+		workers.Go(func() {
+			for cs := range work {
+				r.scan(cs)
+			}
+		})
+	}
+	defer func() {
+		close(work)
+		r.stopAll()
+		workers.Wait()
+		r.releaseAll()
+	}()
+
+	ttl := r.ttl()
 	tick := time.NewTicker(ttl / 3)
 	defer tick.Stop()
-	for {
-		r.round(ctx)
+	started := time.Now()
+	settle := r.Settle
+	if settle <= 0 {
+		settle = ttl / 6
+	}
+	var lastBeat time.Time
+	first := true
+	round := func() {
+		if r.Members != nil {
+			sent := time.Now()
+			if err := r.Members.Heartbeat(ctx); err != nil {
+				r.log().Warn("heartbeat failed", "error", err)
+			} else {
+				lastBeat = sent
+			}
+			if time.Since(lastBeat) > ttl*2/3 {
+				// Our membership may expire before we can renew it: stop
+				// everything now, before another replica may take over.
+				r.fence()
+				return
+			}
+			if time.Since(started) < settle {
+				return
+			}
+		}
+		r.rebalance(ctx, first)
+		first = false
+	}
+	round()
+	if r.Members != nil && settle > 0 {
 		select {
 		case <-ctx.Done():
-			r.stopAll()
+			return nil
+		case <-time.After(settle):
+		}
+		round()
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		// Hand out every due company a worker can take.
+		r.mu.Lock()
+		var due *compState
+		wait := time.Hour
+		if len(r.sched) > 0 {
+			if d := time.Until(r.sched[0].next); d <= 0 {
+				due = heap.Pop(&r.sched).(*compState)
+				due.running = true
+				r.parts[due.part].running++
+			} else {
+				wait = d
+			}
+		}
+		r.mu.Unlock()
+		if due != nil {
+			select {
+			case work <- due:
+				continue
+			case <-ctx.Done():
+				r.finished(due, 0)
+				return nil
+			case <-tick.C:
+				r.finished(due, time.Nanosecond) // back in the schedule, due at once
+				round()
+				continue
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			round()
+		case <-r.wake:
+		case <-timer.C:
 		}
 	}
 }
 
-func (r *Runner) round(ctx context.Context) {
+func (r *Runner) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// scan runs one scan of cs, then schedules its next.
+func (r *Runner) scan(cs *compState) {
+	r.mu.Lock()
+	ps := r.parts[cs.part]
+	ctx, c := ps.ctx, cs.c
+	r.mu.Unlock()
+	if ctx.Err() != nil {
+		r.finished(cs, 0)
+		return
+	}
+	res, err := r.Poller.Scan(ctx, c.Source, c.ID, r.Progress)
+	if ctx.Err() != nil {
+		r.finished(cs, 0)
+		return
+	}
+	if r.OnScan != nil {
+		r.OnScan(res, err)
+	}
+	now := r.Poller.now()
+	var wait time.Duration
+	var qe *rcv.QuotaError
+	switch {
+	case errors.As(err, &qe):
+		wait = qe.ResetAt.Sub(now) + time.Second
+		r.log().Warn("quota exhausted: company paused", "company_id", c.ID, "until", qe.ResetAt.UTC())
+	case err != nil:
+		wait = r.Budget.withDefaults().MinInterval
+		r.log().Error("scan failed; retrying", "company_id", c.ID, "in", wait, "error", err)
+	default:
+		q := QuotaView{HourlyLimit: -1, MonthlyRemaining: -1, MonthlyLimit: -1}
+		if c.Quota != nil {
+			q = c.Quota()
+		}
+		wait = r.Budget.Interval(res.Requests, now, q)
+		r.log().Info("scan complete", "company_id", c.ID, "documents", res.Documents, "events", res.Events,
+			"pages", res.Pages, "requests", res.Requests, "deleted", res.Deleted, "complete", res.Complete,
+			"duration_ms", res.Duration.Milliseconds(), "next_in", wait.Round(time.Second).String())
+	}
+	r.finished(cs, max(wait, time.Nanosecond))
+}
+
+// finished marks cs's scan over and schedules it again after wait (0: not
+// again).
+func (r *Runner) finished(cs *compState, wait time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cs.running = false
+	if ps := r.parts[cs.part]; ps != nil {
+		ps.running--
+	}
+	switch {
+	case cs.gone:
+		if r.comps[cs.c.ID] == cs {
+			delete(r.comps, cs.c.ID)
+		}
+	case wait > 0:
+		cs.next = time.Now().Add(wait)
+		heap.Push(&r.sched, cs)
+	}
+	r.signal()
+}
+
+// rebalance renews the view of members, holdings and companies, and moves
+// this replica towards its share: partitions it should give up are
+// drained and released, free ones it should hold are claimed.
+func (r *Runner) rebalance(ctx context.Context, first bool) {
 	comps, err := r.Companies(ctx)
 	if err != nil {
 		r.log().Error("cannot list companies", "error", err)
 		return
 	}
-	want := map[int64]Company{}
+	byPart := map[int][]Company{}
+	var weights [Partitions]int
 	for _, c := range comps {
-		want[c.ID] = c
+		p := PartitionOf(c.ID)
+		byPart[p] = append(byPart[p], c)
+		weights[p]++
 	}
-	ttl := r.ttl()
+	var want map[int]string
+	holdings := map[int]Holding{}
+	live := map[string]bool{}
+	self := ""
+	if r.Members == nil {
+		want = map[int]string{}
+		for p := range Partitions {
+			want[p] = ""
+		}
+	} else {
+		self = r.Members.Self()
+		members, err := r.Members.Members(ctx)
+		if err != nil {
+			r.log().Warn("cannot list replicas", "error", err)
+			return
+		}
+		if !slices.Contains(members, self) {
+			members = append(members, self)
+		}
+		if holdings, err = r.Members.Holdings(ctx); err != nil {
+			r.log().Warn("cannot read partitions", "error", err)
+			return
+		}
+		held := map[int]string{}
+		for p, h := range holdings {
+			held[p] = h.Holder
+		}
+		want = Assign(members, weights, held)
+		for _, m := range members {
+			live[m] = true
+		}
+	}
 
-	// Renew every held lease concurrently, outside the lock: with many
-	// companies a sequential round could outlast the TTL.
 	r.mu.Lock()
-	var renew []int64
-	for id := range r.owned {
-		if _, still := want[id]; still && r.Leases != nil {
-			renew = append(renew, id)
-		}
-	}
-	r.mu.Unlock()
-	type result struct {
-		id  int64
-		rev uint64
-		err error
-	}
-	results := make(chan result, len(renew))
-	var g errgroup.Group // every renewal is tried: errors are results, not failures
-	g.SetLimit(32)
-	for _, id := range renew {
-		r.mu.Lock()
-		rev := r.owned[id].rev
-		r.mu.Unlock()
-		g.Go(func() error {
-			nrev, err := r.Leases.Renew(ctx, id, rev)
-			results <- result{id, nrev, err}
-			return nil
-		})
-	}
-	_ = g.Wait()
-	close(results)
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := time.Now()
-	stop := func(id int64, h *held) {
-		h.cancel()
-		delete(r.owned, id)
-		r.stopping[id] = h.done
-		go func() { <-h.done; r.mu.Lock(); delete(r.stopping, id); r.mu.Unlock() }()
-	}
-	for res := range results {
-		h, ok := r.owned[res.id]
-		if !ok {
-			continue
-		}
-		switch {
-		case res.err == nil:
-			h.rev, h.renewed = res.rev, now
-		case errors.Is(res.err, errLeaseLost(r.Leases)) || now.Sub(h.renewed) > ttl:
-			r.log().Warn("lease lost; stopping company", "company_id", res.id, "error", res.err)
-			stop(res.id, h)
-		default:
-			// A slow or failed renewal: the lease is still ours until its
-			// TTL runs out; try again next round.
-			r.log().Warn("lease renewal failed; retrying", "company_id", res.id, "error", res.err)
-		}
-	}
-	for id, h := range r.owned {
-		if _, still := want[id]; !still {
-			stop(id, h)
-		}
-	}
-	for id, c := range want {
-		if _, ok := r.owned[id]; ok {
-			continue
-		}
-		if _, ok := r.stopping[id]; ok {
-			continue // its previous loop is still winding down
-		}
-		var rev uint64
-		if r.Leases != nil {
-			rev, err = r.Leases.Acquire(ctx, id)
-			if err != nil {
-				continue // held elsewhere
+	// Give up what is no longer ours, or no longer recorded as ours.
+	for p, ps := range r.parts {
+		h, recorded := holdings[p]
+		lost := r.Members != nil && (!recorded || h.Holder != self || h.Rev != ps.h.Rev)
+		if want[p] != self || lost {
+			if !ps.releasing {
+				r.log().Info("partition handed over", "partition", p, "to", want[p], "lost", lost)
+				r.drop(p, ps)
+			}
+			if lost {
+				ps.h = Holding{} // nothing of ours to release
 			}
 		}
-		cctx, cancel := context.WithCancel(ctx)
-		h := &held{rev: rev, cancel: cancel, done: make(chan struct{}), renewed: now}
-		r.owned[id] = h
-		r.log().Info("company acquired", "company_id", id)
-		go func() {
-			defer close(h.done)
-			r.companyLoop(cctx, c)
-		}()
+	}
+	r.releaseDrained(ctx)
+	// Recorded as ours but not held (a release that failed, or a restart
+	// within the TTL) and meant for another: free it.
+	for p, h := range holdings {
+		if _, ok := r.parts[p]; !ok && r.Members != nil && h.Holder == self && want[p] != self {
+			if err := r.Members.Release(ctx, p, h); err != nil {
+				r.log().Warn("partition not released", "partition", p, "error", err)
+			}
+		}
+	}
+	var claim []int
+	for p := range Partitions {
+		if want[p] != self {
+			continue
+		}
+		if ps, ok := r.parts[p]; ok {
+			if !ps.releasing { // one being handed over is released first, then may be claimed again
+				r.sync(p, ps, byPart[p], first)
+			}
+			continue
+		}
+		claim = append(claim, p)
+	}
+	r.mu.Unlock()
+
+	for _, p := range claim {
+		was := holdings[p]
+		var h Holding
+		if r.Members != nil {
+			if was.Rev != 0 && was.Holder != self && live[was.Holder] {
+				continue // its holder is handing it over: taken once released
+			}
+			if was.Rev != 0 && was.Holder != self {
+				r.log().Info("taking over the partition of a replica that is no longer live", "partition", p, "holder", was.Holder)
+			}
+			if was.Holder == self {
+				h = was // recorded as ours already (a restart within the TTL, or we were fenced)
+			} else {
+				if h, err = r.Members.Claim(ctx, p, was); err != nil {
+					r.log().Debug("partition not claimed", "partition", p, "error", err)
+					continue
+				}
+			}
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		ps := &partState{h: h, ctx: pctx, cancel: cancel}
+		r.mu.Lock()
+		if _, busy := r.parts[p]; busy { // still draining from an earlier hand-over
+			r.mu.Unlock()
+			cancel()
+			continue
+		}
+		r.parts[p] = ps
+		r.sync(p, ps, byPart[p], first)
+		r.mu.Unlock()
+		if r.Members != nil {
+			r.log().Info("partition acquired", "partition", p, "companies", len(byPart[p]))
+		}
+	}
+	r.signal()
+}
+
+// sync makes the schedule hold exactly the companies of partition p
+// (called with mu held). A company new to this replica is scanned at once
+// when the replica starts, and within one minimum interval when it arrives
+// later (a hand-over), so that a rebalance does not scan every moved
+// company at the same instant.
+func (r *Runner) sync(p int, ps *partState, comps []Company, first bool) {
+	in := map[int64]bool{}
+	for _, c := range comps {
+		in[c.ID] = true
+		cs, ok := r.comps[c.ID]
+		if ok && !cs.gone {
+			cs.c = c
+			continue
+		}
+		if ok && cs.running {
+			cs.gone = false // it comes back before its last scan ended
+			continue
+		}
+		delay := time.Duration(0)
+		if !first {
+			delay = rand.N(r.Budget.withDefaults().MinInterval)
+		}
+		cs = &compState{c: c, part: p, next: time.Now().Add(delay), index: -1}
+		r.comps[c.ID] = cs
+		heap.Push(&r.sched, cs)
+		r.log().Info("company acquired", "company_id", c.ID)
+	}
+	for id, cs := range r.comps {
+		if cs.part == p && !in[id] {
+			r.forget(cs)
+		}
 	}
 }
 
-func (r *Runner) ttl() time.Duration {
-	if r.LeaseTTL <= 0 {
-		return 30 * time.Second
+// forget takes cs out of the schedule (called with mu held); a running scan
+// ends on its own and is not rescheduled.
+func (r *Runner) forget(cs *compState) {
+	cs.gone = true
+	if cs.index >= 0 {
+		heap.Remove(&r.sched, cs.index)
 	}
-	return r.LeaseTTL
+	if !cs.running {
+		delete(r.comps, cs.c.ID)
+	}
 }
 
-// errLeaseLost returns the sentinel a Leaser reports for a lost lease, if
-// it exposes one.
-func errLeaseLost(l Leaser) error {
-	if x, ok := l.(interface{ LostError() error }); ok {
-		return x.LostError()
+// drop starts handing partition p over: its scans are cancelled and its
+// companies leave the schedule (called with mu held).
+func (r *Runner) drop(p int, ps *partState) {
+	ps.releasing = true
+	ps.cancel()
+	for _, cs := range r.comps {
+		if cs.part == p {
+			r.forget(cs)
+		}
 	}
-	return errNeverMatches
 }
 
-var errNeverMatches = errors.New("poller: no lease-lost sentinel")
+// releaseDrained releases every partition being handed over whose scans
+// have ended (called with mu held).
+func (r *Runner) releaseDrained(ctx context.Context) {
+	for p, ps := range r.parts {
+		if !ps.releasing || ps.running > 0 {
+			continue
+		}
+		for id, cs := range r.comps {
+			if cs.part == p {
+				r.forget(cs)
+				delete(r.comps, id)
+			}
+		}
+		if r.Members != nil && ps.h.Rev != 0 {
+			if err := r.Members.Release(ctx, p, ps.h); err != nil {
+				r.log().Warn("partition not released (it frees itself when this replica's membership expires)", "partition", p, "error", err)
+			}
+		}
+		delete(r.parts, p)
+	}
+}
+
+// fence stops every scan at once: this replica's membership may expire.
+func (r *Runner) fence() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.parts) > 0 {
+		r.log().Error("cannot renew this replica's membership: every scan stopped until it can", "partitions", len(r.parts))
+	}
+	for p, ps := range r.parts {
+		if !ps.releasing {
+			r.drop(p, ps)
+		}
+		ps.h = Holding{} // kept by the record if still ours; taken back by the next round
+	}
+	r.releaseDrained(context.Background())
+}
 
 func (r *Runner) stopAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rel, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, h := range r.owned {
-		h.cancel()
-	}
-	for id, h := range r.owned {
-		<-h.done
-		if r.Leases != nil {
-			if err := r.Leases.Release(rel, id, h.rev); err != nil {
-				r.log().Warn("lease not released", "company_id", id, "error", err)
-			}
+	for p, ps := range r.parts {
+		if !ps.releasing {
+			r.drop(p, ps)
 		}
-		delete(r.owned, id)
 	}
 }
 
-func (r *Runner) companyLoop(ctx context.Context, c Company) {
-	for {
-		select {
-		case r.scans <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		res, err := r.Poller.Scan(ctx, c.Source, c.ID, r.Progress)
-		<-r.scans
-		if ctx.Err() != nil {
-			return
-		}
-		if r.OnScan != nil {
-			r.OnScan(res, err)
-		}
-		now := r.Poller.now()
-		var wait time.Duration
-		var qe *rcv.QuotaError
-		switch {
-		case errors.As(err, &qe):
-			wait = qe.ResetAt.Sub(now) + time.Second
-			r.log().Warn("quota exhausted: company paused", "company_id", c.ID, "until", qe.ResetAt.UTC())
-		case err != nil:
-			wait = r.Budget.withDefaults().MinInterval
-			r.log().Error("scan failed; retrying", "company_id", c.ID, "in", wait, "error", err)
-		default:
-			q := QuotaView{HourlyLimit: -1, MonthlyRemaining: -1, MonthlyLimit: -1}
-			if c.Quota != nil {
-				q = c.Quota()
-			}
-			wait = r.Budget.Interval(res.Requests, now, q)
-			r.log().Info("scan complete", "company_id", c.ID, "documents", res.Documents, "events", res.Events,
-				"pages", res.Pages, "requests", res.Requests, "deleted", res.Deleted, "complete", res.Complete,
-				"duration_ms", res.Duration.Milliseconds(), "next_in", wait.Round(time.Second).String())
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
+// releaseAll releases every partition once its scans ended, and leaves.
+func (r *Runner) releaseAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r.mu.Lock()
+	r.releaseDrained(ctx)
+	r.mu.Unlock()
+	if r.Members != nil {
+		if err := r.Members.Leave(ctx); err != nil {
+			r.log().Warn("membership not ended (it expires on its own)", "error", err)
 		}
 	}
+}
+
+// schedule is a min-heap of companies by next scan.
+type schedule []*compState
+
+func (s schedule) Len() int           { return len(s) }
+func (s schedule) Less(i, j int) bool { return s[i].next.Before(s[j].next) }
+func (s schedule) Swap(i, j int) {
+	s[i], s[j] = s[j], s[i]
+	s[i].index, s[j].index = i, j
+}
+func (s *schedule) Push(x any) {
+	cs := x.(*compState)
+	cs.index = len(*s)
+	*s = append(*s, cs)
+}
+func (s *schedule) Pop() any {
+	old := *s
+	cs := old[len(old)-1]
+	old[len(old)-1] = nil
+	cs.index = -1
+	*s = old[:len(old)-1]
+	return cs
 }

@@ -24,7 +24,7 @@ func TestRunnerPausesOnQuotaAndResumes(t *testing.T) {
 	}
 	var scans []outcome
 	r := &poller.Runner{
-		Poller: h.p, LeaseTTL: 3 * time.Second,
+		Poller: h.p,
 		Budget: poller.Budget{MinInterval: 50 * time.Millisecond, MaxInterval: 50 * time.Millisecond},
 		Companies: func(context.Context) ([]poller.Company, error) {
 			return []poller.Company{{ID: h.cid, Source: h.src}}, nil

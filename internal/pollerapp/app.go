@@ -129,6 +129,7 @@ func (m *Main) Run(ctx context.Context) error {
 		snaps   *kvstore.Snapshots
 		sched   *timers.Scheduler
 		leases  *kvstore.Leases
+		members *kvstore.Partitions
 		holds   *kvstore.Holds
 		owners  *kvstore.Owners
 		batches *kvstore.Batches
@@ -161,11 +162,18 @@ func (m *Main) Run(ctx context.Context) error {
 		if err := inbox.Ensure(ctx, js, cfg.Replicas); err != nil {
 			return err
 		}
-		leases, err = kvstore.NewLeases(ctx, js, cfg.InstanceID, cfg.LeaseTTL, bc)
+		if leases, err = kvstore.NewLeases(ctx, js, cfg.InstanceID, cfg.LeaseTTL, bc); err != nil {
+			return err
+		}
+		members, err = kvstore.NewPartitions(ctx, js, memberName(cfg.InstanceID), cfg.LeaseTTL, bc)
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	if members.TTL() != members.Configured {
+		log.Warn("POLLER_LEASE_TTL differs from the members bucket's TTL: this poller follows the bucket's, as every replica does (to change it: stop the pollers, then nats kv edit "+kvstore.MembersBucket+" --ttl ...)",
+			"configured", members.Configured, "bucket", members.TTL())
 	}
 	if leases.TTL != leases.Configured {
 		log.Warn("POLLER_LEASE_TTL differs from the leases bucket's TTL: this poller follows the bucket's, as every replica does (to change it: stop the pollers, then nats kv edit "+kvstore.LeasesBucket+" --ttl ...)",
@@ -292,7 +300,7 @@ func (m *Main) Run(ctx context.Context) error {
 		p.Owners = owners
 	}
 	runner = &poller.Runner{
-		Poller: p, Leases: leases, LeaseTTL: leases.TTL, Log: log, Companies: companies, MaxConcurrentScans: cfg.MaxScans,
+		Poller: p, Members: members, Log: log, Companies: companies, MaxConcurrentScans: cfg.MaxScans,
 		Budget: poller.Budget{Share: cfg.ScanShare, HourlyLimit: cfg.FICLimits.Hourly, MonthlyLimit: cfg.FICLimits.Monthly, MinInterval: cfg.MinInterval, MaxInterval: cfg.MaxInterval},
 		Progress: func(cid int64, kind rcv.Kind, page, last int) {
 			fmt.Fprintf(m.Out, "scan company %d %s page %d/%d\n", cid, kind, page, last)
@@ -539,6 +547,17 @@ func (m *Main) subscribe(ctx context.Context, companies func(context.Context) ([
 		case <-time.After(wait):
 		}
 	}
+}
+
+// memberName is the instance id as a KV key: what a key cannot hold
+// becomes '-'.
+func memberName(id string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || r == '=' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9') {
+			return r
+		}
+		return '-'
+	}, id)
 }
 
 func scopes(cfg Config) []string {

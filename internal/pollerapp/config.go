@@ -67,7 +67,7 @@ type Config struct {
 	MinInterval  time.Duration `env:"POLLER_MIN_INTERVAL" envDefault:"1m"`
 	MaxInterval  time.Duration `env:"POLLER_MAX_INTERVAL" envDefault:"24h"`
 	DueSoonDays  int           `env:"POLLER_DUE_SOON_DAYS" envDefault:"3"`
-	LeaseTTL     time.Duration `env:"POLLER_LEASE_TTL" envDefault:"30s"`
+	LeaseTTL     time.Duration `env:"POLLER_LEASE_TTL" envDefault:"15s"`
 	InstanceID   string        `env:"POLLER_INSTANCE_ID"`
 	OpenOnly     bool          `env:"POLLER_SCAN_OPEN_ONLY"`
 	MaxScans     int           `env:"POLLER_MAX_CONCURRENT_SCANS" envDefault:"32"`

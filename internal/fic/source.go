@@ -1,6 +1,7 @@
 package fic
 
 import (
+	"time"
 	"context"
 	"errors"
 	"fmt"
@@ -47,12 +48,16 @@ func (s *Source) Pages(ctx context.Context, companyID int64, kind rcv.Kind) iter
 		opt = s.Filter(kind)
 	}
 	return func(yield func(rcv.Page, error) bool) {
+		// The client asks for the next page when yield returns: the time
+		// taken then is when that page was requested (or a little before,
+		// while the quota budget made it wait), never after.
+		at := time.Now()
 		for p, err := range s.Client.Pages(ctx, companyID, opt) {
 			if err != nil {
 				yield(rcv.Page{Number: p.Number}, translate(err))
 				return
 			}
-			out := rcv.Page{Number: p.Number, LastPage: p.LastPage, Errors: p.Errors, Invoices: make([]rcv.Invoice, 0, len(p.Documents))}
+			out := rcv.Page{Number: p.Number, LastPage: p.LastPage, Errors: p.Errors, Invoices: make([]rcv.Invoice, 0, len(p.Documents)), ReadAt: at}
 			for _, d := range p.Documents {
 				inv, err := d.Invoice(companyID)
 				if err != nil {
@@ -64,6 +69,7 @@ func (s *Source) Pages(ctx context.Context, companyID int64, kind rcv.Kind) iter
 			if !yield(out, nil) {
 				return
 			}
+			at = time.Now()
 		}
 	}
 }

@@ -32,6 +32,7 @@ var ErrPartitionTaken = errors.New("kvstore: partition changed hands")
 // do not grow with the number of companies.
 type Partitions struct {
 	members, parts jetstream.KeyValue
+	stream         jetstream.Stream // the members bucket's
 	self           string
 	ttl            time.Duration
 	// Configured is the TTL this process asked for (the bucket's wins, as
@@ -64,7 +65,11 @@ func NewPartitions(ctx context.Context, js jetstream.JetStream, self string, ttl
 	if err != nil {
 		return nil, err
 	}
-	return &Partitions{members: members, parts: parts, self: self, ttl: st.TTL(), Configured: ttl}, nil
+	stream, err := js.Stream(ctx, "KV_"+MembersBucket)
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: bucket %s: %w", MembersBucket, err)
+	}
+	return &Partitions{members: members, parts: parts, stream: stream, self: self, ttl: st.TTL(), Configured: ttl}, nil
 }
 
 func openOrCreate(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
@@ -97,16 +102,26 @@ func (p *Partitions) Heartbeat(ctx context.Context) error {
 	return nil
 }
 
-// Members lists the live replicas, sorted.
+// Members lists the live replicas, sorted. It reads the subjects the
+// members bucket's stream holds in one request: a point-in-time answer (a
+// key listing through a watcher can miss a key being renewed while it
+// lists, and a replica that is renewing is not dead).
 func (p *Partitions) Members(ctx context.Context) ([]string, error) {
-	keys, err := p.members.ListKeys(ctx)
+	prefix := "$KV." + MembersBucket + "."
+	info, err := p.stream.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: members: %w", err)
 	}
-	defer func() { _ = keys.Stop() }()
-	var out []string
-	for k := range keys.Keys() {
-		out = append(out, k)
+	out := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		name := strings.TrimPrefix(subj, prefix)
+		// A replica that left keeps a delete marker until it expires.
+		if _, err := p.members.Get(ctx, name); errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		} else if err != nil {
+			return nil, fmt.Errorf("kvstore: member %s: %w", name, err)
+		}
+		out = append(out, name)
 	}
 	slices.Sort(out)
 	return out, nil

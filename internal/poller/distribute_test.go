@@ -2,6 +2,7 @@ package poller_test
 
 import (
 	"context"
+	"log/slog"
 	"fmt"
 	"iter"
 	"slices"
@@ -99,6 +100,12 @@ func TestReplicasShareCompanies(t *testing.T) {
 		comps = append(comps, poller.Company{ID: id, Source: src})
 	}
 	const ttl = 3 * time.Second
+	var logs syncBuffer
+	defer func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	}()
 	type replica struct {
 		r      *poller.Runner
 		m      *crashable
@@ -113,7 +120,7 @@ func TestReplicasShareCompanies(t *testing.T) {
 		}
 		m := &crashable{Partitions: parts}
 		p := &poller.Poller{Snapshots: &memstore.Snapshots{}, Publisher: &countPublisher{}}
-		r := &poller.Runner{Poller: p, Members: m, MaxConcurrentScans: 8,
+		r := &poller.Runner{Poller: p, Members: m, MaxConcurrentScans: 8, Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("replica", name),
 			Budget:    poller.Budget{MinInterval: 300 * time.Millisecond, MaxInterval: 300 * time.Millisecond},
 			Companies: func(context.Context) ([]poller.Company, error) { return comps, nil }}
 		rep := &replica{r: r, m: m, cancel: cancel, done: make(chan struct{})}
@@ -142,6 +149,7 @@ func TestReplicasShareCompanies(t *testing.T) {
 				for _, id := range r.r.Owned() {
 					if o, ok := seen[id]; ok {
 						twice = append(twice, fmt.Sprintf("%d by %s and %s", id, o, name))
+						logs.Write([]byte(fmt.Sprintf("TWICE %d p%d by %s and %s\n", id, poller.PartitionOf(id), o, name)))
 					}
 					seen[id] = name
 				}
@@ -244,4 +252,22 @@ func maps(m map[int64]int) map[int64]int {
 		out[k] = v
 	}
 	return out
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strconv"
 	"strings"
@@ -445,5 +446,64 @@ func TestScanDeathBeforeBatchMarkLosesNothing(t *testing.T) {
 	before, rev := len(h.events(0)), h.snapsRevision()
 	if res := h.scan(); res.Events != 0 || len(h.events(0)) != before || h.snapsRevision() != rev {
 		t.Fatalf("rescan: %d events, snapshots rev %d -> %d", res.Events, rev, h.snapsRevision())
+	}
+}
+
+// heldPages is a source whose pages, once read from FIC, wait for a signal
+// before they reach the poller: a slow page, or a replica that pauses.
+type heldPages struct {
+	rcv.InvoiceSource
+	read, release chan struct{}
+}
+
+func (s *heldPages) Pages(ctx context.Context, cid int64, kind rcv.Kind) iter.Seq2[rcv.Page, error] {
+	return func(yield func(rcv.Page, error) bool) {
+		for page, err := range s.InvoiceSource.Pages(ctx, cid, kind) {
+			if kind == rcv.KindInvoice && s.read != nil {
+				close(s.read)
+				<-s.release
+				s.read = nil
+			}
+			if !yield(page, err) {
+				return
+			}
+		}
+	}
+}
+
+// A scan's page read before a payment and applied after a webhook's GET
+// saw the payment is stale: applying it published invoice.reopened (and the
+// next look invoice.paid again) for an invoice paid once. The same happens
+// across replicas, whichever holds the company.
+func TestStalePageDoesNotUndoNewerState(t *testing.T) {
+	h := newHarness(t, ficsim.Config{Invoices: 10})
+	h.scan()
+	var id int64
+	for _, d := range h.published()["invoice.created"] {
+		if d.Document.AmountDue != "0.00" && d.Document.AmountDue != "0" {
+			id = d.Document.ID
+			break
+		}
+	}
+	if id == 0 {
+		t.Fatal("no open invoice")
+	}
+	before := len(h.events(id))
+	src := &heldPages{InvoiceSource: h.src, read: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.p.Scan(context.Background(), src, h.cid, nil)
+		done <- err
+	}()
+	<-src.read // the page is read: the invoice is still open in it
+	ficsimtest.PayInFull(t, h.sim, h.cid, id)
+	h.refresh(id) // the webhook's GET: paid
+	close(src.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	h.scan() // and a later, fresh scan
+	if got := typesOf(h.events(id)[before:]); got != "invoice.paid" {
+		t.Errorf("events of the invoice after its payment: %s, want invoice.paid", got)
 	}
 }

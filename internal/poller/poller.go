@@ -113,16 +113,23 @@ const maxCASRetries = 8
 // Apply brings one document up to date: curr is what the source returns now
 // (nil: confirmed deleted). It returns the number of events published.
 func (p *Poller) Apply(ctx context.Context, cid, id int64, curr *rcv.Invoice) (int, error) {
-	return p.apply(ctx, cid, id, curr, false)
+	return p.apply(ctx, cid, id, curr, time.Time{}, false)
+}
+
+// ApplyRead is Apply for a state read from the source by a request sent
+// at readAt: if the stored snapshot was read later, curr is stale and is
+// not applied (see rcv.Snapshot.ReadAt).
+func (p *Poller) ApplyRead(ctx context.Context, cid, id int64, curr *rcv.Invoice, readAt time.Time) (int, error) {
+	return p.apply(ctx, cid, id, curr, readAt, false)
 }
 
 // apply retries applyOnce on lost compare-and-set. After a lost write the
 // timer is set again even if the stored snapshot says it is right: the
 // losing attempt may have replaced it. forceTimer asks for that from the
 // first attempt (a page whose timer batch went out before its write lost).
-func (p *Poller) apply(ctx context.Context, cid, id int64, curr *rcv.Invoice, forceTimer bool) (int, error) {
+func (p *Poller) apply(ctx context.Context, cid, id int64, curr *rcv.Invoice, readAt time.Time, forceTimer bool) (int, error) {
 	for attempt := 0; attempt < maxCASRetries; attempt++ {
-		n, err := p.applyOnce(ctx, cid, id, curr, forceTimer || attempt > 0)
+		n, err := p.applyOnce(ctx, cid, id, curr, readAt, forceTimer || attempt > 0)
 		if !errors.Is(err, rcv.ErrConflict) {
 			return n, err
 		}
@@ -146,7 +153,7 @@ func (p *Poller) apply(ctx context.Context, cid, id int64, curr *rcv.Invoice, fo
 // published, and whoever reads it publishes it) and none is doubled (every
 // re-publication carries the id of the first). A document with no
 // transition (only its timer or notified keys changed) is saved once.
-func (p *Poller) applyOnce(ctx context.Context, cid, id int64, curr *rcv.Invoice, forceTimer bool) (int, error) {
+func (p *Poller) applyOnce(ctx context.Context, cid, id int64, curr *rcv.Invoice, readAt time.Time, forceTimer bool) (int, error) {
 	prev, rev, err := p.Snapshots.Get(ctx, cid, id)
 	if err != nil {
 		return 0, err
@@ -163,7 +170,7 @@ func (p *Poller) applyOnce(ctx context.Context, cid, id int64, curr *rcv.Invoice
 	if err != nil {
 		return 0, err
 	}
-	changes, next, write := p.plan(&prev, rev, curr, p.now())
+	changes, next, write := p.plan(&prev, rev, curr, readAt, p.now())
 	if !write && !recovered {
 		return 0, nil
 	}
@@ -242,12 +249,19 @@ func (p *Poller) save(ctx context.Context, cid, id int64, next rcv.Snapshot, rev
 // snapshot to store with its timer instant, and whether anything needs
 // doing: nothing when neither the document nor its snapshot changed, or
 // when a document never stored is confirmed deleted.
-func (p *Poller) plan(prev *rcv.Snapshot, rev uint64, curr *rcv.Invoice, now time.Time) ([]rcv.Change, rcv.Snapshot, bool) {
+func (p *Poller) plan(prev *rcv.Snapshot, rev uint64, curr *rcv.Invoice, readAt, now time.Time) ([]rcv.Change, rcv.Snapshot, bool) {
 	var prevp *rcv.Snapshot
 	if rev > 0 {
 		prevp = prev
+		if Stale(prev, readAt) {
+			return nil, *prev, false
+		}
 	}
 	changes, next := Diff(prevp, curr, now, p.Rules)
+	next.ReadAt = prev.ReadAt
+	if readAt.After(next.ReadAt) {
+		next.ReadAt = readAt
+	}
 	if curr == nil && rev == 0 {
 		return nil, next, false
 	}
@@ -258,6 +272,12 @@ func (p *Poller) plan(prev *rcv.Snapshot, rev uint64, curr *rcv.Invoice, now tim
 		return nil, next, false
 	}
 	return changes, next, true
+}
+
+// Stale reports whether a state read by a request sent at readAt is older
+// than the stored snapshot's (zero readAt: unknown, never stale).
+func Stale(stored *rcv.Snapshot, readAt time.Time) bool {
+	return !readAt.IsZero() && stored.ReadAt.After(readAt)
 }
 
 // timerMove returns the instant the document's durable timer must be set
@@ -302,7 +322,7 @@ func (p *Poller) Fire(ctx context.Context, cid, id int64) (int, error) {
 			return 0, nil // paid and gone, or deleted: the timer is stale
 		}
 		inv := snap.Invoice
-		n, err := p.applyOnce(ctx, cid, id, &inv, true)
+		n, err := p.applyOnce(ctx, cid, id, &inv, time.Time{}, true)
 		if !errors.Is(err, rcv.ErrConflict) {
 			return n, err
 		}
@@ -313,14 +333,15 @@ func (p *Poller) Fire(ctx context.Context, cid, id int64) (int, error) {
 // Refresh fetches one document (a webhook told us it changed) and applies
 // it. A document the source no longer has is announced as deleted.
 func (p *Poller) Refresh(ctx context.Context, src rcv.InvoiceSource, cid, id int64) (int, error) {
+	at := time.Now()
 	inv, err := src.Invoice(ctx, cid, id)
 	if errors.Is(err, rcv.ErrNotFound) {
-		return p.Apply(ctx, cid, id, nil)
+		return p.ApplyRead(ctx, cid, id, nil, at)
 	}
 	if err != nil {
 		return 0, err
 	}
-	return p.Apply(ctx, cid, id, &inv)
+	return p.ApplyRead(ctx, cid, id, &inv, at)
 }
 
 // ScanResult reports one reconciliation scan.
@@ -373,7 +394,7 @@ func (p *Poller) Scan(ctx context.Context, src rcv.InvoiceSource, cid int64, pro
 			for i := range page.Invoices {
 				seen = append(seen, page.Invoices[i].ID)
 			}
-			n, err := p.applyPage(ctx, cid, page.Invoices, stored)
+			n, err := p.applyPage(ctx, cid, page.Invoices, stored, page.ReadAt)
 			res.Events += n
 			if err != nil {
 				res.Duration = time.Since(start)
@@ -410,7 +431,7 @@ func (p *Poller) Scan(ctx context.Context, src rcv.InvoiceSource, cid int64, pro
 // whose first write loses compare-and-set is applied again on its own.
 // Batching turns the round trips per document into round trips per page,
 // which is what bounds an initial sync.
-func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, stored []int64) (int, error) {
+func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, stored []int64, readAt time.Time) (int, error) {
 	type doc struct {
 		prev    rcv.Snapshot
 		rev     uint64
@@ -467,7 +488,7 @@ func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, s
 			continue
 		}
 		d := &docs[i]
-		ch, next, write := p.plan(&d.prev, d.rev, &invs[i], now)
+		ch, next, write := p.plan(&d.prev, d.rev, &invs[i], readAt, now)
 		if !write && !d.recovered { // a recovered snapshot is written again without its pending transitions
 			continue
 		}
@@ -527,7 +548,7 @@ func (p *Poller) applyPage(ctx context.Context, cid int64, invs []rcv.Invoice, s
 		}
 	}
 	for _, i := range retry {
-		n, err := p.apply(ctx, cid, invs[i].ID, &invs[i], true)
+		n, err := p.apply(ctx, cid, invs[i].ID, &invs[i], readAt, true)
 		if err != nil {
 			return events, err
 		}
@@ -621,6 +642,7 @@ func (p *Poller) confirmMissing(ctx context.Context, src rcv.InvoiceSource, cid 
 		_, err := p.guardDeletions(ctx, cid, nil, len(stored)) // clears a hold whose documents came back
 		return err
 	}
+	binAt := time.Now()
 	binIDs, err := src.Bin(ctx, cid)
 	res.Requests++
 	if err != nil {
@@ -630,6 +652,7 @@ func (p *Poller) confirmMissing(ctx context.Context, src rcv.InvoiceSource, cid 
 	var confirmed []int64
 	for _, id := range missing {
 		if _, inBin := slices.BinarySearch(binIDs, id); !inBin {
+			at := time.Now()
 			inv, err := src.Invoice(ctx, cid, id)
 			res.Requests++
 			switch {
@@ -638,7 +661,7 @@ func (p *Poller) confirmMissing(ctx context.Context, src rcv.InvoiceSource, cid 
 				p.log().Warn("cannot confirm a missing document; retrying next scan", "company_id", cid, "document_id", id, "error", err)
 				continue
 			default: // skipped by a page shift: it exists
-				n, err := p.Apply(ctx, cid, id, &inv)
+				n, err := p.ApplyRead(ctx, cid, id, &inv, at)
 				if err != nil {
 					return err
 				}
@@ -654,7 +677,9 @@ func (p *Poller) confirmMissing(ctx context.Context, src rcv.InvoiceSource, cid 
 	}
 	res.Held = len(confirmed) - len(release)
 	for _, id := range release {
-		n, err := p.Apply(ctx, cid, id, nil)
+		// Confirmed by the bin listing or a GET after it: read no earlier
+		// than binAt.
+		n, err := p.ApplyRead(ctx, cid, id, nil, binAt)
 		if err != nil {
 			return err
 		}
@@ -700,7 +725,7 @@ func (p *Poller) RefreshMany(ctx context.Context, src rcv.InvoiceSource, cid int
 					found = append(found, inv)
 				}
 			}
-			if _, err := p.applyPage(ctx, cid, found, stored); err != nil {
+			if _, err := p.applyPage(ctx, cid, found, stored, page.ReadAt); err != nil {
 				return handled, requests, err
 			}
 			for _, inv := range found {
@@ -713,6 +738,7 @@ func (p *Poller) RefreshMany(ctx context.Context, src rcv.InvoiceSource, cid int
 		}
 	}
 	if len(want) >= minListing {
+		binAt := time.Now()
 		bin, err := src.Bin(ctx, cid)
 		requests++
 		if err != nil {
@@ -720,7 +746,7 @@ func (p *Poller) RefreshMany(ctx context.Context, src rcv.InvoiceSource, cid int
 		}
 		for _, id := range bin {
 			if want[id] {
-				if _, err := p.Apply(ctx, cid, id, nil); err != nil {
+				if _, err := p.ApplyRead(ctx, cid, id, nil, binAt); err != nil {
 					return handled, requests, err
 				}
 				delete(want, id)

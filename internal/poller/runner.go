@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	rcv "github.com/incasso-io/incasso/internal/receivables"
@@ -79,6 +80,8 @@ type Runner struct {
 	// partitions (default TTL/6).
 	Settle time.Duration
 	Log    *slog.Logger
+
+	lastBeat atomic.Int64 // unix nanoseconds of the last heartbeat that succeeded (when it was sent)
 
 	mu    sync.Mutex
 	parts map[int]*partState
@@ -179,43 +182,38 @@ func (r *Runner) Run(ctx context.Context) error {
 	ttl := r.ttl()
 	tick := time.NewTicker(ttl / 3)
 	defer tick.Stop()
-	started := time.Now()
 	settle := r.Settle
 	if settle <= 0 {
 		settle = ttl / 6
 	}
-	var lastBeat time.Time
-	first := true
-	round := func() {
-		if r.Members != nil {
-			sent := time.Now()
-			if err := r.Members.Heartbeat(ctx); err != nil {
-				r.log().Warn("heartbeat failed", "error", err)
-			} else {
-				lastBeat = sent
-			}
-			if time.Since(lastBeat) > ttl*2/3 {
-				// Our membership may expire before we can renew it: stop
-				// everything now, before another replica may take over.
-				r.fence()
-				return
-			}
-			if time.Since(started) < settle {
-				return
+	if r.Members != nil {
+		// Heartbeats and the fence run on their own, so that a slow round
+		// (many companies, a slow JetStream) never delays them.
+		beats := make(chan struct{})
+		go func() {
+			defer close(beats)
+			r.heartbeats(ctx, ttl)
+		}()
+		defer func() { <-beats }()
+		for !r.live(ttl) {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(ttl / 30):
 			}
 		}
-		r.rebalance(ctx, first)
-		first = false
-	}
-	round()
-	if r.Members != nil && settle > 0 {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(settle):
 		}
-		round()
 	}
+	first := true
+	round := func() {
+		r.rebalance(ctx, first)
+		first = false
+	}
+	round()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -256,6 +254,52 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 	}
+}
+
+// heartbeats renews this replica's membership every TTL/3 and fences it —
+// stops every scan — as soon as two thirds of the TTL have passed since the
+// last renewal that succeeded, before the membership can expire and
+// another replica take its partitions.
+func (r *Runner) heartbeats(ctx context.Context, ttl time.Duration) {
+	beat := time.NewTicker(ttl / 3)
+	defer beat.Stop()
+	watch := time.NewTicker(ttl / 12)
+	defer watch.Stop()
+	renew := func() {
+		sent := time.Now()
+		hctx, cancel := context.WithTimeout(ctx, ttl/3)
+		defer cancel()
+		if err := r.Members.Heartbeat(hctx); err != nil {
+			if ctx.Err() == nil {
+				r.log().Warn("heartbeat failed", "error", err)
+			}
+			return
+		}
+		r.lastBeat.Store(sent.UnixNano())
+	}
+	renew()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			renew()
+		case <-watch.C:
+		}
+		if !r.live(ttl) {
+			r.fence()
+		}
+	}
+}
+
+// live reports whether this replica's membership is surely not expired:
+// renewed within two thirds of the TTL.
+func (r *Runner) live(ttl time.Duration) bool {
+	if r.Members == nil {
+		return true
+	}
+	last := r.lastBeat.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < ttl*2/3
 }
 
 func (r *Runner) signal() {
@@ -331,6 +375,10 @@ func (r *Runner) finished(cs *compState, wait time.Duration) {
 // this replica towards its share: partitions it should give up are
 // drained and released, free ones it should hold are claimed.
 func (r *Runner) rebalance(ctx context.Context, first bool) {
+	ttl := r.ttl()
+	if !r.live(ttl) {
+		return // fenced: nothing is taken until the membership is renewed
+	}
 	comps, err := r.Companies(ctx)
 	if err != nil {
 		r.log().Error("cannot list companies", "error", err)
@@ -425,6 +473,9 @@ func (r *Runner) rebalance(ctx context.Context, first bool) {
 			}
 			if was.Rev != 0 && was.Holder != self {
 				r.log().Info("taking over the partition of a replica that is no longer live", "partition", p, "holder", was.Holder)
+			}
+			if !r.live(ttl) {
+				break
 			}
 			if was.Holder == self {
 				h = was // recorded as ours already (a restart within the TTL, or we were fenced)
@@ -537,14 +588,16 @@ func (r *Runner) releaseDrained(ctx context.Context) {
 func (r *Runner) fence() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.parts) > 0 {
-		r.log().Error("cannot renew this replica's membership: every scan stopped until it can", "partitions", len(r.parts))
-	}
+	n := 0
 	for p, ps := range r.parts {
 		if !ps.releasing {
 			r.drop(p, ps)
+			n++
 		}
 		ps.h = Holding{} // kept by the record if still ours; taken back by the next round
+	}
+	if n > 0 {
+		r.log().Error("cannot renew this replica's membership: every scan stopped until it can", "partitions", n)
 	}
 	r.releaseDrained(context.Background())
 }

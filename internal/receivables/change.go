@@ -80,6 +80,13 @@ type Snapshot struct {
 	Batch string `json:"batch,omitempty"`
 	// DecidedAt is when Pending were saved.
 	DecidedAt time.Time `json:"decided_at,omitzero"`
+	// ReadAt is when the FIC request that this state was read from was
+	// sent (zero: unknown). A read sent earlier, applied later — a scan's
+	// page that was slow to arrive or to apply, on this replica or
+	// another, after a webhook's GET — is stale: it is not applied, so it
+	// cannot undo a newer state and publish a transition that never
+	// happened (and its reverse afterwards).
+	ReadAt time.Time `json:"read_at,omitzero"`
 }
 
 // Pending is a Change without its document: the document of every pending

@@ -40,6 +40,9 @@ type Page struct {
 	LastPage int
 	Invoices []Invoice
 	Errors   []error
+	// ReadAt is when the page was requested (zero: unknown). A snapshot
+	// read later is not overwritten by it (see Snapshot.ReadAt).
+	ReadAt time.Time
 }
 
 // InvoiceSource is Fatture in Cloud as the poller needs it, in domain terms.

@@ -1,11 +1,11 @@
 package fic
 
 import (
-	"time"
 	"context"
 	"errors"
 	"fmt"
 	"iter"
+	"time"
 
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )

@@ -2,9 +2,9 @@ package poller_test
 
 import (
 	"context"
-	"log/slog"
 	"fmt"
 	"iter"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"

@@ -3,6 +3,7 @@ package dunningapp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,6 +105,7 @@ func (m *Main) Run(ctx context.Context) error {
 	bc := kvstore.BucketConfig{Replicas: cfg.Replicas}
 	var (
 		cases        *kvstore.Cases
+		order        *kvstore.Order
 		clients      *kvstore.Clients
 		outbox       *kvstore.Outbox
 		aud          *audit.Stream
@@ -125,6 +128,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return fmt.Errorf("dlq stream: %w", err)
 		}
 		var err error
+		if order, err = kvstore.NewOrder(ctx, js, bc); err != nil {
+			return err
+		}
 		if cases, err = kvstore.NewCases(ctx, js, bc); err != nil {
 			return err
 		}
@@ -241,7 +247,7 @@ func (m *Main) Run(ctx context.Context) error {
 	evConsumer := settle.Consumer{Stream: events.StreamName,
 		Config: jetstream.ConsumerConfig{
 			Durable: "dunning", FilterSubjects: []string{events.SubjectPrefix + ".*.invoice.>", events.SubjectPrefix + ".*.credit_note.>"},
-			AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: 10, MaxAckPending: 512,
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: evMaxDeliver, MaxAckPending: 512,
 		},
 		Policy: settle.Policy{Log: log, DeadLetter: func(ctx context.Context, msg jetstream.Msg, reason string) error {
 			dl := &nats.Msg{Subject: "incasso.dlq.dunning." + strings.TrimPrefix(msg.Subject(), events.SubjectPrefix+"."), Header: nats.Header{}, Data: msg.Data()}
@@ -273,8 +279,28 @@ func (m *Main) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", settle.ErrPermanent, err)
 		}
-		if err := eng.HandleEvent(ctx, rcv.EventType(e.Type()), inv); err != nil {
+		// In document order across replicas: the replica that gets an
+		// event before its predecessor was applied hands it back.
+		seq, _ := strconv.ParseUint(fmt.Sprint(e.Extensions()[events.SeqExtension]), 10, 64)
+		lastChance := false
+		if md, err := msg.Metadata(); err == nil {
+			lastChance = md.NumDelivered >= evMaxDeliver-1
+		}
+		known := func(ctx context.Context) (bool, error) {
+			_, rev, err := cases.Get(ctx, inv.CompanyID, inv.ID)
+			return rev > 0 || inv.Kind != rcv.KindInvoice, err // a credit note's later events change no case
+		}
+		_, err = dunning.InOrder(ctx, order, inv.CompanyID, inv.ID, seq, lastChance, known, func() error {
+			return eng.HandleEvent(ctx, rcv.EventType(e.Type()), inv)
+		})
+		switch {
+		case errors.Is(err, dunning.ErrNotYet):
+			return fmt.Errorf("%w: %w", settle.ErrWaiting, err)
+		case err != nil:
 			return fmt.Errorf("event %s: %w", e.ID(), err)
+		}
+		if lastChance && seq > 0 {
+			log.Debug("event applied on its last delivery", "id", e.ID())
 		}
 		return nil
 	})
@@ -380,6 +406,11 @@ func (m *Main) Run(ctx context.Context) error {
 
 // laneKey is the company and document of an event message
 // ("/fic/companies/1 invoices/42"), the unit whose events stay in order.
+// evMaxDeliver is how many times an event is delivered before it is given
+// up on; an event still waiting for its predecessor on its last delivery
+// is applied anyway (settle.WaitBackoff makes that 100 s later).
+const evMaxDeliver = 10
+
 func laneKey(h nats.Header) string {
 	return h.Get("ce-source") + " " + h.Get("ce-subject")
 }

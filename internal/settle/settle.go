@@ -6,6 +6,8 @@
 //	ErrHandedOff                             none: the handler gave the message to
 //	                                         something that settles it later
 //	a Permanent error                        dead-letter (if configured), then Term
+//	ErrWaiting, attempts left                NakWithDelay(WaitBackoff(attempt)), quietly:
+//	                                         the message waits for another one
 //	an error, attempts left                  NakWithDelay(Backoff(attempt, err))
 //	an error, attempts exhausted             dead-letter (if configured), then Term
 //
@@ -29,6 +31,18 @@ import (
 
 // ErrPermanent marks errors that retrying cannot fix (undecodable input).
 var ErrPermanent = errors.New("permanent failure")
+
+// ErrWaiting: the message cannot be handled before another one is (an
+// earlier event of the same document, on another replica). It is handed
+// back with a short, doubling delay and logged only at debug level.
+var ErrWaiting = errors.New("settle: waiting for an earlier message")
+
+// WaitBackoff is the delay before attempt n+1 of a waiting message: 400 ms,
+// doubling, at most a minute (the first nine attempts span 100 s, more
+// than the AckWait after which a dead replica's message is redelivered).
+func WaitBackoff(attempt uint64) time.Duration {
+	return min(400*time.Millisecond<<min(attempt-1, 8), time.Minute)
+}
 
 // ErrHandedOff: the handler passed the message on to something that acks
 // or naks it later; Settle leaves it alone.
@@ -77,7 +91,12 @@ func (p Policy) Settle(ctx context.Context, m jetstream.Msg, err error, attrs ..
 		return
 	}
 	d := time.Duration(attempt*attempt) * time.Second
-	if p.Backoff != nil {
+	switch {
+	case errors.Is(err, ErrWaiting):
+		log.Debug("message waits for an earlier one", attrs...)
+		_ = m.NakWithDelay(WaitBackoff(attempt))
+		return
+	case p.Backoff != nil:
 		d = p.Backoff(attempt, err)
 	}
 	if !errors.Is(err, context.Canceled) {

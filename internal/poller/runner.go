@@ -83,6 +83,9 @@ type Runner struct {
 
 	lastBeat atomic.Int64 // unix nanoseconds of the last heartbeat that succeeded (when it was sent)
 
+	readyOnce sync.Once
+	ready     chan struct{}
+
 	mu    sync.Mutex
 	parts map[int]*partState
 	comps map[int64]*compState
@@ -133,6 +136,13 @@ func (r *Runner) Partitions() []int {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Ready is closed once the runner has taken its first share of the
+// partitions (or failed to read them once).
+func (r *Runner) Ready() <-chan struct{} {
+	r.readyOnce.Do(func() { r.ready = make(chan struct{}) })
+	return r.ready
 }
 
 func (r *Runner) log() *slog.Logger {
@@ -211,6 +221,10 @@ func (r *Runner) Run(ctx context.Context) error {
 	first := true
 	round := func() {
 		r.rebalance(ctx, first)
+		if first {
+			r.Ready()
+			close(r.ready)
+		}
 		first = false
 	}
 	round()

@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -446,6 +447,7 @@ func (m *Main) Run(ctx context.Context) error {
 		log.Error("webhook notifications of an earlier version not moved (the next scans reconcile their documents)", "error", err)
 	}
 
+	m.runner.Store(runner)
 	if sink != "" {
 		go m.subscribe(ctx, companies, cs, sink, met)
 	}
@@ -504,13 +506,33 @@ func (m *Main) subscribe(ctx context.Context, companies func(context.Context) ([
 		every = 10 * time.Minute
 	}
 	last := map[int64]webhooksub.State{}
+	held := []int64{-1} // nothing looked at yet
+	if r := m.runner.Load(); r != nil {
+		select {
+		case <-r.Ready(): // its first share of the companies
+		case <-ctx.Done():
+			return
+		}
+	}
 	for {
 		settled := true
 		list, err := companies(ctx)
 		if err != nil {
 			m.Log.Error("cannot list companies to subscribe", "error", err)
 		}
+		// Each replica looks after the subscriptions of the companies it
+		// holds: FIC's requests for subscriptions do not multiply with
+		// replicas. Companies that changed hands are looked at again soon.
+		now := m.Owned()
+		if !slices.Equal(now, held) {
+			settled = false
+		}
+		held = now
 		for _, c := range list {
+			if _, mine := slices.BinarySearch(held, c.ID); !mine {
+				m.subStates.Delete(c.ID)
+				continue
+			}
 			_, client, err := cs.source(c.ID)
 			if err != nil {
 				continue

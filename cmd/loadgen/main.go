@@ -116,6 +116,8 @@ func run() error {
 		cpuProf   = flag.String("cpuprofile", "", "write this process's CPU profile (ficsim) to the file")
 		natsBin   = flag.String("nats-server", "", "nats-server binary (default: go build github.com/nats-io/nats-server/v2)")
 		warm      = flag.Bool("prerender", true, "render ficsim's documents before the initial sync is timed: FIC renders on its own servers, the sandbox would take that CPU from the poller and nats-server on this machine")
+		replicas  = flag.Int("replicas", 0, "scale-out mode: run this many poller replicas; report the initial sync, each replica's share, the idle cluster's cost over -idle and the failover after a SIGKILL (no change workload)")
+		idle      = flag.Duration("idle", 2*time.Minute, "scale-out mode: how long the idle cost is measured")
 		simGOGC   = flag.Int("sandbox-gogc", 400, "GOGC of this process (ficsim): its large, long-lived ledger makes GC the sandbox's main cost, which in production would be FIC's")
 	)
 	flag.Parse()
@@ -184,7 +186,9 @@ func run() error {
 	}
 	natsAddr := freeAddr()
 	_, natsPort, _ := net.SplitHostPort(natsAddr)
-	nsCmd := exec.Command(*natsBin, "-js", "-sd", filepath.Join(dir, "nats"), "-a", "127.0.0.1", "-p", natsPort)
+	monAddr := freeAddr()
+	_, monPort, _ := net.SplitHostPort(monAddr)
+	nsCmd := exec.Command(*natsBin, "-js", "-sd", filepath.Join(dir, "nats"), "-a", "127.0.0.1", "-p", natsPort, "-m", monPort)
 	if err := nsCmd.Start(); err != nil {
 		return fmt.Errorf("start nats-server: %w", err)
 	}
@@ -233,6 +237,17 @@ func run() error {
 		"POLLER_SCAN_OPEN_ONLY="+strconv.FormatBool(*openOnly), "POLLER_PPROF=true")
 	if *webhooks {
 		env = append(env, "POLLER_PUBLIC_URL=http://"+httpAddr, "POLLER_ALLOW_HTTP_SINK=true")
+	}
+	if *replicas > 0 {
+		var base []string
+		for _, e := range env {
+			if !strings.HasPrefix(e, "POLLER_HTTP_ADDR=") && !strings.HasPrefix(e, "POLLER_PUBLIC_URL=") && !strings.HasPrefix(e, "POLLER_PPROF=") {
+				base = append(base, e)
+			}
+		}
+		so := &scaleOut{bin: *bin, env: base, replicas: *replicas, companies: *companies, total: total, idle: *idle, js: js,
+			natsPID: nsCmd.Process.Pid, monitorURL: "http://" + monAddr}
+		return so.run(ctx)
 	}
 	cmd := exec.Command(*bin)
 	cmd.Env = env

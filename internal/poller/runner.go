@@ -470,7 +470,7 @@ func (r *Runner) rebalance(ctx context.Context, first bool) {
 		}
 		if ps, ok := r.parts[p]; ok {
 			if !ps.releasing { // one being handed over is released first, then may be claimed again
-				r.sync(p, ps, byPart[p], first)
+				r.sync(p, ps, byPart[p], true) // a company new in a partition we hold: just connected
 			}
 			continue
 		}
@@ -481,12 +481,17 @@ func (r *Runner) rebalance(ctx context.Context, first bool) {
 	for _, p := range claim {
 		was := holdings[p]
 		var h Holding
+		// Companies of a replica that died are scanned at once: it may have
+		// died in the middle of a scan. Those handed over by a live one
+		// were scanned lately.
+		now := first
 		if r.Members != nil {
 			if was.Rev != 0 && was.Holder != self && live[was.Holder] {
 				continue // its holder is handing it over: taken once released
 			}
 			if was.Rev != 0 && was.Holder != self {
 				r.log().Info("taking over the partition of a replica that is no longer live", "partition", p, "holder", was.Holder)
+				now = true
 			}
 			if !r.live(ttl) {
 				break
@@ -509,7 +514,7 @@ func (r *Runner) rebalance(ctx context.Context, first bool) {
 			continue
 		}
 		r.parts[p] = ps
-		r.sync(p, ps, byPart[p], first)
+		r.sync(p, ps, byPart[p], now)
 		r.mu.Unlock()
 		if r.Members != nil {
 			r.log().Info("partition acquired", "partition", p, "companies", len(byPart[p]))
@@ -518,12 +523,17 @@ func (r *Runner) rebalance(ctx context.Context, first bool) {
 	r.signal()
 }
 
+// handOverSpread spreads the first scans of companies handed over by a
+// live replica, so that a rebalance does not start them all at once. They
+// are not delayed longer: the replica that gave them up may never have
+// scanned them (a cold start where replicas settle their shares).
+const handOverSpread = 10 * time.Second
+
 // sync makes the schedule hold exactly the companies of partition p
 // (called with mu held). A company new to this replica is scanned at once
-// when the replica starts, and within one minimum interval when it arrives
-// later (a hand-over), so that a rebalance does not scan every moved
-// company at the same instant.
-func (r *Runner) sync(p int, ps *partState, comps []Company, first bool) {
+// if now (the replica starts, or takes over from a dead one), else within
+// handOverSpread.
+func (r *Runner) sync(p int, ps *partState, comps []Company, now bool) {
 	in := map[int64]bool{}
 	for _, c := range comps {
 		in[c.ID] = true
@@ -537,8 +547,8 @@ func (r *Runner) sync(p int, ps *partState, comps []Company, first bool) {
 			continue
 		}
 		delay := time.Duration(0)
-		if !first {
-			delay = rand.N(r.Budget.withDefaults().MinInterval)
+		if !now {
+			delay = rand.N(min(r.Budget.withDefaults().MinInterval, handOverSpread))
 		}
 		cs = &compState{c: c, part: p, next: time.Now().Add(delay), index: -1}
 		r.comps[c.ID] = cs

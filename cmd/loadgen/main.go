@@ -118,6 +118,7 @@ func run() error {
 		warm      = flag.Bool("prerender", true, "render ficsim's documents before the initial sync is timed: FIC renders on its own servers, the sandbox would take that CPU from the poller and nats-server on this machine")
 		replicas  = flag.Int("replicas", 0, "scale-out mode: run this many poller replicas; report the initial sync, each replica's share, the idle cluster's cost over -idle and the failover after a SIGKILL (no change workload)")
 		idle      = flag.Duration("idle", 2*time.Minute, "scale-out mode: how long the idle cost is measured")
+		stagger   = flag.Duration("stagger", 0, "scale-out mode: time between two replicas' starts (a rolling start)")
 		simGOGC   = flag.Int("sandbox-gogc", 400, "GOGC of this process (ficsim): its large, long-lived ledger makes GC the sandbox's main cost, which in production would be FIC's")
 	)
 	flag.Parse()
@@ -245,7 +246,7 @@ func run() error {
 				base = append(base, e)
 			}
 		}
-		so := &scaleOut{bin: *bin, env: base, replicas: *replicas, companies: *companies, total: total, idle: *idle, js: js,
+		so := &scaleOut{bin: *bin, env: base, replicas: *replicas, companies: *companies, total: total, idle: *idle, stagger: *stagger, js: js,
 			natsPID: nsCmd.Process.Pid, monitorURL: "http://" + monAddr}
 		return so.run(ctx)
 	}

@@ -28,6 +28,7 @@ type scaleOut struct {
 	companies  int
 	total      int
 	idle       time.Duration
+	stagger    time.Duration // between two replicas' starts
 	js         jetstream.JetStream
 	natsPID    int
 	monitorURL string
@@ -42,6 +43,9 @@ func (s *scaleOut) run(ctx context.Context) error {
 	var reps []*replica
 	start := time.Now()
 	for i := range s.replicas {
+		if i > 0 {
+			time.Sleep(s.stagger)
+		}
 		r := &replica{name: fmt.Sprintf("poller-%d", i+1), addr: freeAddr()}
 		r.cmd = exec.Command(s.bin)
 		r.cmd.Env = append(append([]string(nil), s.env...), "POLLER_HTTP_ADDR="+r.addr, "POLLER_INSTANCE_ID="+r.name)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/incasso-io/incasso/internal/kvstore"
 	"github.com/incasso-io/incasso/internal/natstest"
+	"github.com/incasso-io/incasso/internal/poller"
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
@@ -336,5 +337,57 @@ func TestLeaseTTLIsTheBucketsForEveryReplica(t *testing.T) {
 	}
 	if _, err := slow.Renew(ctx, 7, rev); err != nil {
 		t.Errorf("renew: %v", err)
+	}
+}
+
+// The members bucket's TTL is the same for every replica, whatever each
+// one's POLLER_LEASE_TTL: a replica with a short setting cannot make
+// another look dead between its heartbeats (issue #19: a 30 s replica lost
+// its leases three times a minute next to a 3 s one).
+func TestMembershipTTLIsTheBucketsForEveryReplica(t *testing.T) {
+	_, _, js := natstest.MustRunJetStream(t)
+	ctx := context.Background()
+	slow, err := kvstore.NewPartitions(ctx, js, "replica-slow", 6*time.Second, kvstore.BucketConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := kvstore.NewPartitions(ctx, js, "replica-fast", 2*time.Second, kvstore.BucketConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slow.TTL() != 6*time.Second || fast.TTL() != 6*time.Second || fast.Configured != 2*time.Second {
+		t.Fatalf("TTLs %v and %v (configured %v), want both the bucket's 6s", slow.TTL(), fast.TTL(), fast.Configured)
+	}
+	if err := slow.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // longer than the fast replica's own TTL
+	members, err := fast.Members(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(members, "replica-slow") {
+		t.Errorf("members %v: the slow replica, renewed within the bucket's TTL, looks dead", members)
+	}
+	// A replica that leaves is no longer a member at once.
+	if err := slow.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if members, _ = fast.Members(ctx); slices.Contains(members, "replica-slow") {
+		t.Errorf("members %v after it left", members)
+	}
+	// A partition taken is not taken twice; released, it is free.
+	h, err := slow.Claim(ctx, 5, poller.Holding{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fast.Claim(ctx, 5, poller.Holding{}); !errors.Is(err, kvstore.ErrPartitionTaken) {
+		t.Errorf("a held partition claimed again: %v", err)
+	}
+	if err := slow.Release(ctx, 5, h); err != nil {
+		t.Fatal(err)
+	}
+	if hs, _ := fast.Holdings(ctx); len(hs) != 0 {
+		t.Errorf("holdings after the release: %v", hs)
 	}
 }

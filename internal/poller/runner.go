@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -77,7 +76,7 @@ type Runner struct {
 	MaxConcurrentScans int
 	// Settle is how long a starting replica waits, after its first
 	// heartbeat, for replicas starting with it to appear before it takes
-	// partitions (default TTL/6).
+	// partitions (default TTL/6, at most 2 s).
 	Settle time.Duration
 	Log    *slog.Logger
 
@@ -194,7 +193,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer tick.Stop()
 	settle := r.Settle
 	if settle <= 0 {
-		settle = ttl / 6
+		settle = min(ttl/6, 2*time.Second)
 	}
 	if r.Members != nil {
 		// Heartbeats and the fence run on their own, so that a slow round
@@ -220,7 +219,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	first := true
 	round := func() {
-		r.rebalance(ctx, first)
+		r.rebalance(ctx)
 		if first {
 			r.Ready()
 			close(r.ready)
@@ -388,7 +387,7 @@ func (r *Runner) finished(cs *compState, wait time.Duration) {
 // rebalance renews the view of members, holdings and companies, and moves
 // this replica towards its share: partitions it should give up are
 // drained and released, free ones it should hold are claimed.
-func (r *Runner) rebalance(ctx context.Context, first bool) {
+func (r *Runner) rebalance(ctx context.Context) {
 	ttl := r.ttl()
 	if !r.live(ttl) {
 		return // fenced: nothing is taken until the membership is renewed
@@ -470,7 +469,7 @@ func (r *Runner) rebalance(ctx context.Context, first bool) {
 		}
 		if ps, ok := r.parts[p]; ok {
 			if !ps.releasing { // one being handed over is released first, then may be claimed again
-				r.sync(p, ps, byPart[p], true) // a company new in a partition we hold: just connected
+				r.sync(p, ps, byPart[p]) // a company new in a partition we hold: just connected
 			}
 			continue
 		}
@@ -481,17 +480,12 @@ func (r *Runner) rebalance(ctx context.Context, first bool) {
 	for _, p := range claim {
 		was := holdings[p]
 		var h Holding
-		// Companies of a replica that died are scanned at once: it may have
-		// died in the middle of a scan. Those handed over by a live one
-		// were scanned lately.
-		now := first
 		if r.Members != nil {
 			if was.Rev != 0 && was.Holder != self && live[was.Holder] {
 				continue // its holder is handing it over: taken once released
 			}
 			if was.Rev != 0 && was.Holder != self {
 				r.log().Info("taking over the partition of a replica that is no longer live", "partition", p, "holder", was.Holder)
-				now = true
 			}
 			if !r.live(ttl) {
 				break
@@ -514,7 +508,7 @@ func (r *Runner) rebalance(ctx context.Context, first bool) {
 			continue
 		}
 		r.parts[p] = ps
-		r.sync(p, ps, byPart[p], now)
+		r.sync(p, ps, byPart[p])
 		r.mu.Unlock()
 		if r.Members != nil {
 			r.log().Info("partition acquired", "partition", p, "companies", len(byPart[p]))
@@ -523,17 +517,12 @@ func (r *Runner) rebalance(ctx context.Context, first bool) {
 	r.signal()
 }
 
-// handOverSpread spreads the first scans of companies handed over by a
-// live replica, so that a rebalance does not start them all at once. They
-// are not delayed longer: the replica that gave them up may never have
-// scanned them (a cold start where replicas settle their shares).
-const handOverSpread = 10 * time.Second
-
 // sync makes the schedule hold exactly the companies of partition p
-// (called with mu held). A company new to this replica is scanned at once
-// if now (the replica starts, or takes over from a dead one), else within
-// handOverSpread.
-func (r *Runner) sync(p int, ps *partState, comps []Company, now bool) {
+// (called with mu held). A company new to this replica is scanned at once,
+// as at a start: the replica that had it may have died in the middle of a
+// scan, or never scanned it (replicas settling their shares at a cold
+// start); the pool of workers bounds how many run together.
+func (r *Runner) sync(p int, ps *partState, comps []Company) {
 	in := map[int64]bool{}
 	for _, c := range comps {
 		in[c.ID] = true
@@ -546,11 +535,7 @@ func (r *Runner) sync(p int, ps *partState, comps []Company, now bool) {
 			cs.gone = false // it comes back before its last scan ended
 			continue
 		}
-		delay := time.Duration(0)
-		if !now {
-			delay = rand.N(min(r.Budget.withDefaults().MinInterval, handOverSpread))
-		}
-		cs = &compState{c: c, part: p, next: time.Now().Add(delay), index: -1}
+		cs = &compState{c: c, part: p, next: time.Now(), index: -1}
 		r.comps[c.ID] = cs
 		heap.Push(&r.sched, cs)
 		r.log().Info("company acquired", "company_id", c.ID)

@@ -292,4 +292,3 @@ func checkStreamExact(t *testing.T, js jetstream.JetStream, paid int) {
 		t.Errorf("%d payment events for %d payments", payments, paid)
 	}
 }
-

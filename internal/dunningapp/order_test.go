@@ -3,6 +3,7 @@ package dunningapp
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 	rcv "github.com/incasso-io/incasso/internal/receivables"
 )
 
-// Two dunning replicas share the events. Each invoice's four events
+// Two dunning replicas share the events, on a three-node cluster. Each invoice's four events
 // (created, then three updates of its amount) are published interleaved
 // with the other invoices', so that one invoice's events reach both
 // replicas at once. Each invoice must end with the state of its last
@@ -25,14 +26,14 @@ import (
 func TestTwoReplicasApplyEachInvoiceInOrder(t *testing.T) {
 	sim, fsrv := ficsimtest.Start(t, ficsim.Config{Seed: 9, Companies: 1, Invoices: 1, Quotas: ficsim.QuotaConfig{Off: true}})
 	cid := sim.CompanyIDs()[0]
-	ns, _, js := natstest.MustRunJetStream(t)
+	urls, _, js := natstest.MustRunCluster(t, 3) // streams and buckets at R3, as in production
 	ctx := context.Background()
 	_, smtpPort := startSMTP(t)
 	_, now := businessMorning()
-	env := []string{"NATS_URL=" + ns.ClientURL(), "FIC_BASE_URL=" + fsrv.URL, "FIC_ACCESS_TOKEN=" + sim.Token(),
+	env := []string{"NATS_URL=" + strings.Join(urls, ","), "INCASSO_REPLICAS=3", "FIC_BASE_URL=" + fsrv.URL, "FIC_ACCESS_TOKEN=" + sim.Token(),
 		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", smtpPort), "SMTP_TLS=none",
 		"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=ops-token-0123456789"}
-	if _, err := events.EnsureStream(ctx, js, events.StreamConfig{}); err != nil {
+	if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}
 	_, logsA := runService(t, now, env...)
@@ -61,11 +62,11 @@ func TestTwoReplicasApplyEachInvoiceInOrder(t *testing.T) {
 		}
 	}
 
-	cases, err := kvstore.NewCases(ctx, js, kvstore.BucketConfig{})
+	cases, err := kvstore.NewCases(ctx, js, kvstore.BucketConfig{Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	order, err := kvstore.NewOrder(ctx, js, kvstore.BucketConfig{})
+	order, err := kvstore.NewOrder(ctx, js, kvstore.BucketConfig{Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,12 +24,14 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -437,6 +439,89 @@ type diffMode struct {
 	webhooks bool
 	scans    bool
 	kills    bool
+	replicas int // poller processes (0: one); webhooks reach them through one address
+}
+
+// pollerGroup is the pollers of a run: one, or several replicas behind one
+// webhook address (a balancer that forwards each request to a live
+// replica, as a load balancer in front of a deployment does).
+type pollerGroup struct {
+	procs []*pollerProc
+	r     *mrand.Rand
+	mu    sync.Mutex
+	up    []bool
+}
+
+func (g *pollerGroup) start() {
+	for i, p := range g.procs {
+		g.mu.Lock()
+		running := g.up[i]
+		g.mu.Unlock()
+		if !running {
+			p.start()
+			g.mu.Lock()
+			g.up[i] = true
+			g.mu.Unlock()
+		}
+	}
+}
+
+// kill SIGKILLs one replica (the only one, or one at random).
+func (g *pollerGroup) kill() {
+	i := g.r.IntN(len(g.procs))
+	g.procs[i].kill()
+	g.mu.Lock()
+	g.up[i] = false
+	g.mu.Unlock()
+}
+
+func (g *pollerGroup) stop() {
+	for i, p := range g.procs {
+		if g.up[i] {
+			p.stop()
+		}
+	}
+}
+
+// scans is the complete scans of the running replicas.
+func (g *pollerGroup) scans() int {
+	n := 0
+	for i, p := range g.procs {
+		g.mu.Lock()
+		running := g.up[i]
+		g.mu.Unlock()
+		if running {
+			n += max(p.scans(), 0)
+		}
+	}
+	return n
+}
+
+// ServeHTTP forwards a webhook to a live replica.
+func (g *pollerGroup) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	for _, i := range g.r.Perm(len(g.procs)) {
+		g.mu.Lock()
+		running := g.up[i]
+		g.mu.Unlock()
+		if !running {
+			continue
+		}
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://"+g.procs[i].addr+r.URL.RequestURI(), bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue // died meanwhile: the next one
+		}
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+		resp.Body.Close()
+		return
+	}
+	http.Error(w, "no replica", http.StatusBadGateway)
 }
 
 type diffResult struct {
@@ -509,18 +594,33 @@ func runDifferential(t *testing.T, mode diffMode, seed uint64, rounds int) diffR
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pollerProc{t: t, bin: bin, addr: freeAddr(t)}
-	p.env = append(os.Environ(), "NATS_URL="+ns.ClientURL(), "FIC_BASE_URL="+srv.URL, "FIC_ACCESS_TOKEN="+sim.Token(),
-		fmt.Sprintf("FIC_COMPANY_ID=%d", cid), "POLLER_LEASE_TTL=3s", "LOG_LEVEL=error", "FIC_CLIENT_LIMITS_DISABLED=true",
-		"POLLER_INSTANCE_ID=differential", "POLLER_DUE_SOON_DAYS=0", "FIC_WEBHOOK_PUBLIC_KEY="+pem, "FIC_WEBHOOK_APP_ID=ficsim-app")
-	if mode.webhooks {
-		p.env = append(p.env, "POLLER_PUBLIC_URL=http://"+p.addr, "POLLER_ALLOW_HTTP_SINK=true")
+	n := max(mode.replicas, 1)
+	g := &pollerGroup{r: mrand.New(mrand.NewPCG(seed, 0x6b11)), up: make([]bool, n)}
+	var lb *httptest.Server
+	if n > 1 {
+		lb = httptest.NewServer(g)
+		t.Cleanup(lb.Close)
 	}
-	if mode.scans {
-		p.env = append(p.env, "POLLER_MIN_INTERVAL=250ms", "POLLER_MAX_INTERVAL=250ms")
-	} else {
-		p.env = append(p.env, "POLLER_MIN_INTERVAL=1h")
+	for i := range n {
+		p := &pollerProc{t: t, bin: bin, addr: freeAddr(t)}
+		sink := "http://" + p.addr
+		if lb != nil {
+			sink = lb.URL
+		}
+		p.env = append(os.Environ(), "NATS_URL="+ns.ClientURL(), "FIC_BASE_URL="+srv.URL, "FIC_ACCESS_TOKEN="+sim.Token(),
+			fmt.Sprintf("FIC_COMPANY_ID=%d", cid), "POLLER_LEASE_TTL=3s", "LOG_LEVEL=error", "FIC_CLIENT_LIMITS_DISABLED=true",
+			fmt.Sprintf("POLLER_INSTANCE_ID=differential-%d", i), "POLLER_DUE_SOON_DAYS=0", "FIC_WEBHOOK_PUBLIC_KEY="+pem, "FIC_WEBHOOK_APP_ID=ficsim-app")
+		if mode.webhooks {
+			p.env = append(p.env, "POLLER_PUBLIC_URL="+sink, "POLLER_ALLOW_HTTP_SINK=true")
+		}
+		if mode.scans {
+			p.env = append(p.env, "POLLER_MIN_INTERVAL=250ms", "POLLER_MAX_INTERVAL=250ms")
+		} else {
+			p.env = append(p.env, "POLLER_MIN_INTERVAL=1h")
+		}
+		g.procs = append(g.procs, p)
 	}
+	p := g
 
 	today := time.Now().In(rcv.Rome)
 	oracles := map[int64]*oracle{}
@@ -581,8 +681,12 @@ func runDifferential(t *testing.T, mode diffMode, seed uint64, rounds int) diffR
 		if mode.scans {
 			base := p.scans()
 			need := base + 2 // a scan that started after the last change
-			if restarted {
-				need = 1
+			if restarted && n == 1 {
+				need = 1 // its counter starts again
+			} else if restarted {
+				// The survivors' counters go on; the company's holder may
+				// be the one that died, taken over after the TTL.
+				need = p.scans() + 2
 			}
 			waitUntil("a complete scan", func() bool { return p.scans() >= need })
 		}
@@ -703,6 +807,10 @@ func TestDifferentialEventStream(t *testing.T) {
 		{name: "webhooks", webhooks: true},
 		{name: "scans", scans: true},
 		{name: "scans+webhooks+SIGKILL", webhooks: true, scans: true, kills: true},
+		// Three replicas: the company's scans on the one holding it, its
+		// webhooks on whichever the balancer picks, one of them SIGKILLed
+		// at random moments.
+		{name: "3 replicas+scans+webhooks+SIGKILL", webhooks: true, scans: true, kills: true, replicas: 3},
 	}
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {

@@ -290,7 +290,7 @@ func (m *Main) Run(ctx context.Context) error {
 			_, rev, err := cases.Get(ctx, inv.CompanyID, inv.ID)
 			return rev > 0 || inv.Kind != rcv.KindInvoice, err // a credit note's later events change no case
 		}
-		_, err = dunning.InOrder(ctx, order, inv.CompanyID, inv.ID, seq, lastChance, known, func() error {
+		applied, err := dunning.InOrder(ctx, order, inv.CompanyID, inv.ID, seq, lastChance, known, func() error {
 			return eng.HandleEvent(ctx, rcv.EventType(e.Type()), inv)
 		})
 		switch {
@@ -299,8 +299,10 @@ func (m *Main) Run(ctx context.Context) error {
 		case err != nil:
 			return fmt.Errorf("event %s: %w", e.ID(), err)
 		}
-		if lastChance && seq > 0 {
-			log.Debug("event applied on its last delivery", "id", e.ID())
+		if applied {
+			log.Debug("event applied", "id", e.ID(), "type", e.Type(), "docseq", seq, "last_delivery", lastChance)
+		} else {
+			log.Debug("event already applied: a redelivery", "id", e.ID(), "type", e.Type(), "docseq", seq)
 		}
 		return nil
 	})

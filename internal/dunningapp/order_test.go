@@ -32,7 +32,7 @@ func TestTwoReplicasApplyEachInvoiceInOrder(t *testing.T) {
 	_, now := businessMorning()
 	env := []string{"NATS_URL=" + strings.Join(urls, ","), "INCASSO_REPLICAS=3", "FIC_BASE_URL=" + fsrv.URL, "FIC_ACCESS_TOKEN=" + sim.Token(),
 		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", smtpPort), "SMTP_TLS=none",
-		"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=ops-token-0123456789"}
+		"DUNNING_OPS_ADDR=127.0.0.1:0", "DUNNING_OPS_TOKEN=ops-token-0123456789", "LOG_LEVEL=debug"}
 	if _, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -100,11 +100,17 @@ func TestTwoReplicasApplyEachInvoiceInOrder(t *testing.T) {
 		t.Errorf("%d of %d invoices out of order", wrong, docs)
 	}
 	for d := range docs {
-		if last, _ := order.Applied(ctx, cid, 5_000_000+int64(d)); last != steps {
-			t.Errorf("invoice %d: event %d recorded as the last applied, want %d", 5_000_000+int64(d), last, steps)
+		if st, _ := order.State(ctx, cid, 5_000_000+int64(d)); st.Seq != steps || !st.Done {
+			t.Errorf("invoice %d: record %+v, want event %d applied", 5_000_000+int64(d), st, steps)
 			break
 		}
 	}
+	// Both replicas did part of the work.
+	a, b := strings.Count(logsA.String(), `event applied`), strings.Count(logsB.String(), `event applied`)
+	if a+b != docs*steps || a == 0 || b == 0 {
+		t.Errorf("replica a applied %d events, b %d; want %d between them, both some", a, b, docs*steps)
+	}
+	t.Logf("replica a applied %d events, b %d", a, b)
 	if t.Failed() {
 		t.Logf("replica a:\n%s\nreplica b:\n%s", logsA, logsB)
 	}

@@ -5,18 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/incasso-io/incasso/internal/dunning"
 )
 
-// OrderBucket holds, per document, the sequence number of the last event
-// dunning applied.
+// OrderBucket holds, per document, the event (ce-docseq) dunning is
+// applying or applied last: "<seq>~" while it is applied, "<seq>" once
+// done.
 const OrderBucket = "incasso_dunning_order"
 
-// Order is dunning.Order on KV: one key per document, raised by
-// compare-and-set and never lowered.
+// Order is dunning.Order on KV: one key per document, moved by
+// compare-and-set.
 type Order struct{ kv jetstream.KeyValue }
 
 var _ dunning.Order = (*Order)(nil)
@@ -24,7 +26,7 @@ var _ dunning.Order = (*Order)(nil)
 // NewOrder opens (or creates) the bucket.
 func NewOrder(ctx context.Context, js jetstream.JetStream, c BucketConfig) (*Order, error) {
 	kv, err := openOrCreate(ctx, js, jetstream.KeyValueConfig{
-		Bucket: OrderBucket, Description: "per document, the last event dunning applied (ce-docseq)", History: 1,
+		Bucket: OrderBucket, Description: "per document, the event dunning applies or applied last (ce-docseq)", History: 1,
 		Storage: jetstream.FileStorage, Replicas: max(1, c.Replicas),
 	})
 	if err != nil {
@@ -37,49 +39,47 @@ func orderKey(cid, doc int64) string {
 	return strconv.FormatInt(cid, 10) + "." + strconv.FormatInt(doc, 10)
 }
 
-func (o *Order) get(ctx context.Context, cid, doc int64) (uint64, uint64, error) {
+// State returns the document's record (Rev 0: none).
+func (o *Order) State(ctx context.Context, cid, doc int64) (dunning.Applying, error) {
 	e, err := o.kv.Get(ctx, orderKey(cid, doc))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, 0, nil
+		return dunning.Applying{}, nil
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("kvstore: order of %d/%d: %w", cid, doc, err)
+		return dunning.Applying{}, fmt.Errorf("kvstore: order of %d/%d: %w", cid, doc, err)
 	}
-	seq, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	v, applying := strings.CutSuffix(string(e.Value()), "~")
+	seq, err := strconv.ParseUint(v, 10, 64)
 	if err != nil {
-		return 0, 0, fmt.Errorf("kvstore: order of %d/%d: %w", cid, doc, err)
+		return dunning.Applying{}, fmt.Errorf("kvstore: order of %d/%d: %w", cid, doc, err)
 	}
-	return seq, e.Revision(), nil
+	return dunning.Applying{Seq: seq, Done: !applying, Rev: e.Revision()}, nil
 }
 
-// Applied returns the last sequence number applied (0: none).
-func (o *Order) Applied(ctx context.Context, cid, doc int64) (uint64, error) {
-	seq, _, err := o.get(ctx, cid, doc)
-	return seq, err
+// Begin records seq as being applied, from revision rev (0: no record).
+func (o *Order) Begin(ctx context.Context, cid, doc int64, seq, rev uint64) (uint64, error) {
+	return o.write(ctx, cid, doc, strconv.FormatUint(seq, 10)+"~", rev)
 }
 
-// MarkApplied raises the record to seq (a lower or equal seq leaves it).
-func (o *Order) MarkApplied(ctx context.Context, cid, doc int64, seq uint64) error {
-	for range 8 { // a few concurrent raises at most
-		last, rev, err := o.get(ctx, cid, doc)
-		if err != nil {
-			return err
-		}
-		if seq <= last {
-			return nil
-		}
-		v := []byte(strconv.FormatUint(seq, 10))
-		if rev == 0 {
-			_, err = o.kv.Create(ctx, orderKey(cid, doc), v)
-		} else {
-			_, err = o.kv.Update(ctx, orderKey(cid, doc), v, rev)
-		}
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(conflict(err), errConflictSentinel) {
-			return fmt.Errorf("kvstore: order of %d/%d: %w", cid, doc, err)
-		}
+// Done records seq as applied, from revision rev.
+func (o *Order) Done(ctx context.Context, cid, doc int64, seq, rev uint64) error {
+	_, err := o.write(ctx, cid, doc, strconv.FormatUint(seq, 10), rev)
+	return err
+}
+
+func (o *Order) write(ctx context.Context, cid, doc int64, v string, rev uint64) (uint64, error) {
+	var nrev uint64
+	var err error
+	if rev == 0 {
+		nrev, err = o.kv.Create(ctx, orderKey(cid, doc), []byte(v))
+	} else {
+		nrev, err = o.kv.Update(ctx, orderKey(cid, doc), []byte(v), rev)
 	}
-	return fmt.Errorf("kvstore: order of %d/%d: %w", cid, doc, errConflictSentinel)
+	if err != nil {
+		if errors.Is(conflict(err), errConflictSentinel) {
+			return 0, fmt.Errorf("%w: %d/%d", dunning.ErrOrderConflict, cid, doc)
+		}
+		return 0, fmt.Errorf("kvstore: order of %d/%d: %w", cid, doc, err)
+	}
+	return nrev, nil
 }

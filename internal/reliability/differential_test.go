@@ -447,7 +447,7 @@ type diffMode struct {
 // replica, as a load balancer in front of a deployment does).
 type pollerGroup struct {
 	procs []*pollerProc
-	r     *mrand.Rand
+	r     *mrand.Rand // which replica dies: the test's goroutine only
 	mu    sync.Mutex
 	up    []bool
 }
@@ -477,7 +477,11 @@ func (g *pollerGroup) kill() {
 
 func (g *pollerGroup) stop() {
 	for i, p := range g.procs {
-		if g.up[i] {
+		g.mu.Lock()
+		running := g.up[i]
+		g.up[i] = false
+		g.mu.Unlock()
+		if running {
 			p.stop()
 		}
 	}
@@ -500,7 +504,8 @@ func (g *pollerGroup) scans() int {
 // ServeHTTP forwards a webhook to a live replica.
 func (g *pollerGroup) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	for _, i := range g.r.Perm(len(g.procs)) {
+	for _, i := range mrand.Perm(len(g.procs)) { // the package's source: safe across handlers
+
 		g.mu.Lock()
 		running := g.up[i]
 		g.mu.Unlock()

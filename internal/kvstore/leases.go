@@ -10,7 +10,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// LeasesBucket holds per-company leases; entries expire after the TTL.
+// LeasesBucket holds leases shared by replicas and services (a
+// connection's OAuth refresh lock); entries expire after the TTL. Companies
+// are no longer leased one by one: see Partitions.
 const LeasesBucket = "incasso_leases"
 
 // ErrLeaseHeld: another replica holds the lease. ErrLeaseLost: our lease was
@@ -20,9 +22,9 @@ var (
 	ErrLeaseLost = errors.New("kvstore: lease lost")
 )
 
-// Leases grants each company to exactly one replica at a time. A lease is a
+// Leases grants a named lease to exactly one holder at a time. A lease is a
 // KV entry whose value is the holder's id; it expires TTL after its last
-// renewal, so a dead replica's companies are free within one TTL.
+// renewal, so a dead holder's lease is free within one TTL.
 type Leases struct {
 	KV    jetstream.KeyValue
 	Owner string
@@ -46,18 +48,12 @@ func NewLeases(ctx context.Context, js jetstream.JetStream, owner string, ttl ti
 	if owner == "" || ttl < time.Second {
 		return nil, errors.New("kvstore: leases need an owner and a TTL of at least 1s")
 	}
-	kv, err := js.KeyValue(ctx, LeasesBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: LeasesBucket, Description: "per-company poller leases", History: 1, TTL: ttl,
-			Storage: jetstream.FileStorage, Replicas: max(1, c.Replicas),
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.KeyValue(ctx, LeasesBucket) // another replica created it first
-		}
-	}
+	kv, err := openOrCreate(ctx, js, jetstream.KeyValueConfig{
+		Bucket: LeasesBucket, Description: "leases shared by replicas (OAuth token refresh locks)", History: 1, TTL: ttl,
+		Storage: jetstream.FileStorage, Replicas: max(1, c.Replicas),
+	})
 	if err != nil {
-		return nil, fmt.Errorf("kvstore: bucket %s: %w", LeasesBucket, err)
+		return nil, err
 	}
 	st, err := kv.Status(ctx)
 	if err != nil {

@@ -25,10 +25,7 @@ var _ dunning.Order = (*Order)(nil)
 
 // NewOrder opens (or creates) the bucket.
 func NewOrder(ctx context.Context, js jetstream.JetStream, c BucketConfig) (*Order, error) {
-	kv, err := openOrCreate(ctx, js, jetstream.KeyValueConfig{
-		Bucket: OrderBucket, Description: "per document, the event dunning applies or applied last (ce-docseq)", History: 1,
-		Storage: jetstream.FileStorage, Replicas: max(1, c.Replicas),
-	})
+	kv, err := bucket(ctx, js, OrderBucket, "per document, the event dunning applies or applied last (ce-docseq)", c)
 	if err != nil {
 		return nil, err
 	}

@@ -58,10 +58,7 @@ func NewPartitions(ctx context.Context, js jetstream.JetStream, self string, ttl
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: bucket %s: %w", MembersBucket, err)
 	}
-	parts, err := openOrCreate(ctx, js, jetstream.KeyValueConfig{
-		Bucket: PartitionsBucket, Description: "which poller replica holds each partition of companies", History: 1,
-		Storage: jetstream.FileStorage, Replicas: max(1, c.Replicas),
-	})
+	parts, err := bucket(ctx, js, PartitionsBucket, "which poller replica holds each partition of companies", c)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +69,9 @@ func NewPartitions(ctx context.Context, js jetstream.JetStream, self string, ttl
 	return &Partitions{members: members, parts: parts, stream: stream, self: self, ttl: st.TTL(), Configured: ttl}, nil
 }
 
+// openOrCreate opens a bucket as it is, creating it with cfg if it does
+// not exist: a bucket whose TTL every replica must follow is never updated
+// to one replica's setting (bucket, for the others, updates).
 func openOrCreate(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {

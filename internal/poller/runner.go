@@ -74,11 +74,7 @@ type Runner struct {
 	// (default 32): memory stays O(MaxConcurrentScans × page) however many
 	// companies a replica holds.
 	MaxConcurrentScans int
-	// Settle is how long a starting replica waits, after its first
-	// heartbeat, for replicas starting with it to appear before it takes
-	// partitions (default TTL/6, at most 2 s).
-	Settle time.Duration
-	Log    *slog.Logger
+	Log                *slog.Logger
 
 	lastBeat atomic.Int64 // unix nanoseconds of the last heartbeat that succeeded (when it was sent)
 
@@ -87,12 +83,12 @@ type Runner struct {
 
 	mu    sync.Mutex
 	parts map[int]*partState
-	comps map[int64]*compState
 	sched schedule
 	wake  chan struct{}
 }
 
 type partState struct {
+	comps     map[int64]*compState // its companies (gone ones until their scan ends)
 	h         Holding
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -113,24 +109,12 @@ type compState struct {
 func (r *Runner) Owned() []int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]int64, 0, len(r.comps))
-	for id, cs := range r.comps {
-		if !cs.gone {
-			out = append(out, id)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// Partitions returns the partitions this replica currently holds.
-func (r *Runner) Partitions() []int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []int
-	for p, ps := range r.parts {
-		if !ps.releasing {
-			out = append(out, p)
+	var out []int64
+	for _, ps := range r.parts {
+		for id, cs := range ps.comps {
+			if !cs.gone {
+				out = append(out, id)
+			}
 		}
 	}
 	slices.Sort(out)
@@ -163,7 +147,6 @@ func (r *Runner) ttl() time.Duration {
 func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.parts = map[int]*partState{}
-	r.comps = map[int64]*compState{}
 	r.sched = nil
 	r.wake = make(chan struct{}, 1)
 	r.mu.Unlock()
@@ -191,10 +174,6 @@ func (r *Runner) Run(ctx context.Context) error {
 	ttl := r.ttl()
 	tick := time.NewTicker(ttl / 3)
 	defer tick.Stop()
-	settle := r.Settle
-	if settle <= 0 {
-		settle = min(ttl/6, 2*time.Second)
-	}
 	if r.Members != nil {
 		// Heartbeats and the fence run on their own, so that a slow round
 		// (many companies, a slow JetStream) never delays them.
@@ -211,22 +190,17 @@ func (r *Runner) Run(ctx context.Context) error {
 			case <-time.After(ttl / 30):
 			}
 		}
+		// Replicas starting together see each other before taking
+		// anything.
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(settle):
+		case <-time.After(min(ttl/6, 2*time.Second)):
 		}
 	}
-	first := true
-	round := func() {
-		r.rebalance(ctx)
-		if first {
-			r.Ready()
-			close(r.ready)
-		}
-		first = false
-	}
-	round()
+	r.rebalance(ctx)
+	r.Ready()
+	close(r.ready)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -253,7 +227,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				return nil
 			case <-tick.C:
 				r.finished(due, time.Nanosecond) // back in the schedule, due at once
-				round()
+				r.rebalance(ctx)
 				continue
 			}
 		}
@@ -262,7 +236,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			round()
+			r.rebalance(ctx)
 		case <-r.wake:
 		case <-timer.C:
 		}
@@ -369,13 +343,12 @@ func (r *Runner) finished(cs *compState, wait time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cs.running = false
-	if ps := r.parts[cs.part]; ps != nil {
-		ps.running--
-	}
+	ps := r.parts[cs.part] // kept until its scans end
+	ps.running--
 	switch {
 	case cs.gone:
-		if r.comps[cs.c.ID] == cs {
-			delete(r.comps, cs.c.ID)
+		if ps.comps[cs.c.ID] == cs {
+			delete(ps.comps, cs.c.ID)
 		}
 	case wait > 0:
 		cs.next = time.Now().Add(wait)
@@ -445,7 +418,7 @@ func (r *Runner) rebalance(ctx context.Context) {
 		if want[p] != self || lost {
 			if !ps.releasing {
 				r.log().Info("partition handed over", "partition", p, "to", want[p], "lost", lost)
-				r.drop(p, ps)
+				r.drop(ps)
 			}
 			if lost {
 				ps.h = Holding{} // nothing of ours to release
@@ -469,7 +442,7 @@ func (r *Runner) rebalance(ctx context.Context) {
 		}
 		if ps, ok := r.parts[p]; ok {
 			if !ps.releasing { // one being handed over is released first, then may be claimed again
-				r.sync(p, ps, byPart[p]) // a company new in a partition we hold: just connected
+				r.sync(ps, p, byPart[p]) // a company new in a partition we hold: just connected
 			}
 			continue
 		}
@@ -500,7 +473,7 @@ func (r *Runner) rebalance(ctx context.Context) {
 			}
 		}
 		pctx, cancel := context.WithCancel(ctx)
-		ps := &partState{h: h, ctx: pctx, cancel: cancel}
+		ps := &partState{comps: map[int64]*compState{}, h: h, ctx: pctx, cancel: cancel}
 		r.mu.Lock()
 		if _, busy := r.parts[p]; busy { // still draining from an earlier hand-over
 			r.mu.Unlock()
@@ -508,7 +481,7 @@ func (r *Runner) rebalance(ctx context.Context) {
 			continue
 		}
 		r.parts[p] = ps
-		r.sync(p, ps, byPart[p])
+		r.sync(ps, p, byPart[p])
 		r.mu.Unlock()
 		if r.Members != nil {
 			r.log().Info("partition acquired", "partition", p, "companies", len(byPart[p]))
@@ -522,11 +495,11 @@ func (r *Runner) rebalance(ctx context.Context) {
 // as at a start: the replica that had it may have died in the middle of a
 // scan, or never scanned it (replicas settling their shares at a cold
 // start); the pool of workers bounds how many run together.
-func (r *Runner) sync(p int, ps *partState, comps []Company) {
+func (r *Runner) sync(ps *partState, p int, comps []Company) {
 	in := map[int64]bool{}
 	for _, c := range comps {
 		in[c.ID] = true
-		cs, ok := r.comps[c.ID]
+		cs, ok := ps.comps[c.ID]
 		if ok && !cs.gone {
 			cs.c = c
 			continue
@@ -536,38 +509,36 @@ func (r *Runner) sync(p int, ps *partState, comps []Company) {
 			continue
 		}
 		cs = &compState{c: c, part: p, next: time.Now(), index: -1}
-		r.comps[c.ID] = cs
+		ps.comps[c.ID] = cs
 		heap.Push(&r.sched, cs)
 		r.log().Info("company acquired", "company_id", c.ID)
 	}
-	for id, cs := range r.comps {
-		if cs.part == p && !in[id] {
-			r.forget(cs)
+	for id, cs := range ps.comps {
+		if !in[id] {
+			r.forget(ps, cs)
 		}
 	}
 }
 
 // forget takes cs out of the schedule (called with mu held); a running scan
 // ends on its own and is not rescheduled.
-func (r *Runner) forget(cs *compState) {
+func (r *Runner) forget(ps *partState, cs *compState) {
 	cs.gone = true
 	if cs.index >= 0 {
 		heap.Remove(&r.sched, cs.index)
 	}
 	if !cs.running {
-		delete(r.comps, cs.c.ID)
+		delete(ps.comps, cs.c.ID)
 	}
 }
 
-// drop starts handing partition p over: its scans are cancelled and its
+// drop starts handing a partition over: its scans are cancelled and its
 // companies leave the schedule (called with mu held).
-func (r *Runner) drop(p int, ps *partState) {
+func (r *Runner) drop(ps *partState) {
 	ps.releasing = true
 	ps.cancel()
-	for _, cs := range r.comps {
-		if cs.part == p {
-			r.forget(cs)
-		}
+	for _, cs := range ps.comps {
+		r.forget(ps, cs)
 	}
 }
 
@@ -577,12 +548,6 @@ func (r *Runner) releaseDrained(ctx context.Context) {
 	for p, ps := range r.parts {
 		if !ps.releasing || ps.running > 0 {
 			continue
-		}
-		for id, cs := range r.comps {
-			if cs.part == p {
-				r.forget(cs)
-				delete(r.comps, id)
-			}
 		}
 		if r.Members != nil && ps.h.Rev != 0 {
 			if err := r.Members.Release(ctx, p, ps.h); err != nil {
@@ -598,9 +563,9 @@ func (r *Runner) fence() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
-	for p, ps := range r.parts {
+	for _, ps := range r.parts {
 		if !ps.releasing {
-			r.drop(p, ps)
+			r.drop(ps)
 			n++
 		}
 		ps.h = Holding{} // kept by the record if still ours; taken back by the next round
@@ -614,9 +579,9 @@ func (r *Runner) fence() {
 func (r *Runner) stopAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for p, ps := range r.parts {
+	for _, ps := range r.parts {
 		if !ps.releasing {
-			r.drop(p, ps)
+			r.drop(ps)
 		}
 	}
 }
